@@ -1,0 +1,142 @@
+"""The `Backend`: one object that knows an array namespace, its device, dtype, RNG and synchronisation.
+
+Everything that differs between NumPy, CuPy and the test namespaces is decided here; the rest of fmnist writes
+array code against ``backend.xp`` only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+class BackendUnavailableError(RuntimeError):
+    """A requested backend cannot run here; the message says what to install or enable."""
+
+
+@dataclass
+class Backend:
+    """An array namespace bound to one device.
+
+    Attributes:
+        name: ``"cpu"``, ``"gpu"`` or a test backend name such as ``"array-api-strict"``.
+        xp: the array namespace (``numpy``, ``cupy``, ``array_api_strict``).
+        device: the namespace's device object, or ``None`` for its default device.
+        note: a human sentence on how this backend was chosen (``"auto"`` explains its pick here).
+        dtype_name: the floating dtype of parameters and activations: ``"float32"`` unless a caller (such as a
+            float64 gradient check) asks otherwise explicitly.
+    """
+
+    name: str
+    xp: Any
+    device: Any = None
+    note: str = ""
+    dtype_name: str = "float32"
+    _sync: Any = field(default=None, repr=False)
+    _to_host: Any = field(default=None, repr=False)
+    _info: Any = field(default=None, repr=False)
+
+    @property
+    def dtype(self) -> Any:
+        """The floating dtype of this namespace (float32 by default)."""
+        return getattr(self.xp, self.dtype_name)
+
+    @property
+    def is_numpy(self) -> bool:
+        """True when ``xp`` is NumPy itself (host memory, ``out=`` ufuncs available)."""
+        return self.xp is np
+
+    def asarray(self, x: Any, dtype: Any = None) -> Any:
+        """Move ``x`` (host or device array, or nested sequence) to this device, keeping its dtype unless given."""
+        if dtype is None:
+            return self.xp.asarray(x, device=self.device) if self.device is not None else self.xp.asarray(x)
+        if self.device is not None:
+            return self.xp.asarray(x, dtype=dtype, device=self.device)
+        return self.xp.asarray(x, dtype=dtype)
+
+    to_device = asarray
+
+    def zeros(self, shape: int | tuple[int, ...], dtype: Any = None) -> Any:
+        """A zero-filled array on this device (float32 unless ``dtype`` is given)."""
+        dtype = self.dtype if dtype is None else dtype
+        if self.device is not None:
+            return self.xp.zeros(shape, dtype=dtype, device=self.device)
+        return self.xp.zeros(shape, dtype=dtype)
+
+    def to_numpy(self, x: Any) -> np.ndarray:
+        """Copy a device array back to a host NumPy array (a host round-trip: never inside a training step)."""
+        return self._to_host(x) if self._to_host is not None else np.asarray(x)
+
+    def to_float(self, x: Any) -> float:
+        """Read a 0-d device array as a Python float (one host round-trip)."""
+        return float(self.to_numpy(x))
+
+    def synchronize(self) -> None:
+        """Wait until queued device work has finished (a no-op on the CPU)."""
+        if self._sync is not None:
+            self._sync()
+
+    def rng(self, seed: int | None) -> HostRNG:
+        """A seeded random generator whose draws are made on the host, then moved here.
+
+        Drawing on the host makes weights, splits and shuffles identical on every device for the same seed.
+        """
+        return HostRNG(self, seed)
+
+    def info(self) -> dict[str, Any]:
+        """Versions and device facts, for run records and ``fmnist info``."""
+        base = {"backend": self.name, "namespace": self.xp.__name__, "dtype": self.dtype_name}
+        if self._info is not None:
+            base.update(self._info())
+        return base
+
+
+class HostRNG:
+    """A NumPy ``Generator`` (PCG64) drawing on the host and returning arrays on the backend's device.
+
+    Its ``state`` is a JSON-safe dict, so a checkpoint can restore it exactly.
+    """
+
+    def __init__(self, backend: Backend, seed: int | None):
+        self.backend = backend
+        self._gen = np.random.Generator(np.random.PCG64(seed))
+
+    def normal(self, shape: tuple[int, ...], std: float = 1.0) -> Any:
+        """Normal(0, std²) samples as float32 on the device."""
+        host = self._gen.standard_normal(shape, dtype=np.float32)
+        host *= np.float32(std)
+        return self.backend.asarray(host)
+
+    def uniform(self, shape: tuple[int, ...], low: float, high: float) -> Any:
+        """Uniform[low, high) samples as float32 on the device."""
+        host = self._gen.random(shape, dtype=np.float32)
+        host *= np.float32(high - low)
+        host += np.float32(low)
+        return self.backend.asarray(host)
+
+    def random(self, shape: tuple[int, ...]) -> Any:
+        """Uniform[0, 1) samples as float32 on the device."""
+        return self.backend.asarray(self._gen.random(shape, dtype=np.float32))
+
+    def permutation(self, n: int) -> Any:
+        """A random permutation of ``range(n)`` as an int64 index array on the device."""
+        return self.backend.asarray(self._gen.permutation(n).astype(np.int64))
+
+    def integers(self, low: int, high: int, size: int | tuple[int, ...]) -> Any:
+        """Random integers in [low, high) as an int64 array on the device."""
+        return self.backend.asarray(self._gen.integers(low, high, size=size, dtype=np.int64))
+
+    def host_permutation(self, n: int) -> np.ndarray:
+        """A random permutation of ``range(n)`` kept on the host (for splits done before data reaches the device)."""
+        return self._gen.permutation(n)
+
+    @property
+    def state(self) -> dict[str, Any]:
+        """The generator state as a JSON-safe dict."""
+        return self._gen.bit_generator.state
+
+    @state.setter
+    def state(self, value: dict[str, Any]) -> None:
+        self._gen.bit_generator.state = value

@@ -1,0 +1,116 @@
+"""The multilayer perceptron: affine layers with one hidden activation, logits out, hand-written backward."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from typing import Any
+
+from fmnist.backend import Backend, get_backend
+from fmnist.network.activations import Activation, get_activation
+from fmnist.network.init import get_initializer
+from fmnist.network.parameters import FlatParameters, Parameter
+
+
+class MLP:
+    """An MLP ``sizes[0] -> sizes[1] -> ... -> sizes[-1]`` whose last layer returns logits.
+
+    Hidden layer i computes ``a_i = f(a_{i-1} W_i + b_i)`` with ``W_i`` shaped (fan_in, fan_out). All weights and
+    biases are views into one flat buffer (``self.flat``), and so are their gradients.
+
+    Args:
+        sizes: layer widths, input first and classes last, e.g. ``[784, 128, 10]``; at least two entries.
+        activation: hidden activation name (``identity sigmoid tanh ReLU|relu``) or an ``Activation``.
+        weight_init: ``random Xavier|xavier he``.
+        backend: a ``Backend`` or device name; arrays live on its device.
+        seed: seed of the host RNG the weights are drawn from (same weights on every device).
+    """
+
+    def __init__(
+        self,
+        sizes: Sequence[int],
+        activation: str | Activation = "relu",
+        weight_init: str = "xavier",
+        backend: Backend | str = "cpu",
+        seed: int | None = 0,
+    ):
+        sizes = [int(s) for s in sizes]
+        if len(sizes) < 2 or any(s <= 0 for s in sizes):
+            raise ValueError(f"sizes must hold at least two positive widths, got {sizes}")
+        self.backend = get_backend(backend)
+        self.sizes = sizes
+        self.activation = get_activation(activation)
+        self.weight_init = str(weight_init)
+        init = get_initializer(weight_init)
+
+        shapes: list[tuple[str, tuple[int, ...]]] = []
+        for i, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes)):
+            shapes += [(f"layers.{i}.weight", (fan_in, fan_out)), (f"layers.{i}.bias", (fan_out,))]
+        self.flat = FlatParameters(self.backend, shapes)
+        self.weights = self.flat.params[0::2]
+        self.biases = self.flat.params[1::2]
+        rng = self.backend.rng(seed)
+        for weight, fan_in, fan_out in zip(self.weights, sizes[:-1], sizes[1:], strict=True):
+            weight.data[...] = init(rng, fan_in, fan_out)
+        self._inputs: list[Any] = []
+
+    @property
+    def num_layers(self) -> int:
+        """Number of affine layers (hidden layers + the output layer)."""
+        return len(self.weights)
+
+    def parameters(self) -> list[Parameter]:
+        """Every trainable parameter, in layer order (weight, bias, weight, bias, ...)."""
+        return list(self.flat.params)
+
+    def forward(self, x: Any) -> Any:
+        """Logits (n, classes) for inputs x (n, sizes[0]); caches each layer's input for ``backward``."""
+        xp = self.backend.xp
+        inputs = []
+        last = self.num_layers - 1
+        for i, (weight, bias) in enumerate(zip(self.weights, self.biases, strict=True)):
+            inputs.append(x)
+            z = xp.matmul(x, weight.data) + bias.data
+            x = z if i == last else self.activation.forward(xp, z)
+        self._inputs = inputs
+        return x
+
+    __call__ = forward
+
+    def backward(self, dlogits: Any) -> None:
+        """Back-propagate dL/dlogits from the last ``forward`` and overwrite every parameter's ``grad``."""
+        if not self._inputs:
+            raise RuntimeError("backward() needs a forward() first")
+        xp = self.backend.xp
+        dz = dlogits
+        for i in range(self.num_layers - 1, -1, -1):
+            a_in = self._inputs[i]
+            self.weights[i].grad[...] = xp.matmul(a_in.T, dz)
+            self.biases[i].grad[...] = xp.sum(dz, axis=0)
+            if i > 0:
+                da = xp.matmul(dz, self.weights[i].data.T)
+                dz = self.activation.backward(xp, a_in, da)
+
+    def predict(self, x: Any, batch_size: int = 4096) -> Any:
+        """Class indices (n,) for inputs x, evaluated in chunks; does not disturb the backward cache."""
+        xp = self.backend.xp
+        saved, n = self._inputs, x.shape[0]
+        out = [xp.argmax(self.forward(x[i : min(i + batch_size, n), ...]), axis=1) for i in range(0, n, batch_size)]
+        self._inputs = saved
+        return xp.concat(out) if len(out) > 1 else out[0]
+
+    def state_dict(self) -> dict[str, Any]:
+        """Parameter arrays by name (device arrays; views, copy before keeping)."""
+        return {p.name: p.data for p in self.flat.params}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Copy arrays (host or device) into the parameters in place; names and shapes must match exactly."""
+        expected = {p.name: p.shape for p in self.flat.params}
+        got = {name: tuple(arr.shape) for name, arr in state.items()}
+        if got != expected:
+            raise ValueError(f"state does not match this model: expected {expected}, got {got}")
+        for p in self.flat.params:
+            p.data[...] = self.backend.asarray(state[p.name], dtype=self.backend.dtype)
+
+    def __repr__(self) -> str:
+        return f"MLP(sizes={self.sizes}, activation={self.activation}, weight_init={self.weight_init!r})"
