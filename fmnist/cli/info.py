@@ -28,7 +28,8 @@ def info() -> None:
     table.add_row("numpy", np.__version__)
     for pool in threadpool_info():
         if pool.get("user_api") == "blas":
-            table.add_row("BLAS", f"{pool.get('internal_api')} {pool.get('version')} ({pool.get('num_threads')} threads)")
+            threads = pool.get("num_threads")
+            table.add_row("BLAS", f"{pool.get('internal_api')} {pool.get('version')} ({threads} threads)")
     usable, detail = gpu_status()
     table.add_row("cpu", "available")
     table.add_row("gpu", detail if usable else f"[yellow]unavailable[/]: {escape(detail)}")
