@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import functools
+import http.server
 import importlib.util
+import threading
 
 import pytest
 
 from fmnist.backend import BackendUnavailableError, get_backend
+
+from helpers import QuietHandler
 
 
 def _gpu_backend_or_skip():
@@ -52,3 +57,17 @@ def cpu64():
 def torch():
     """PyTorch as a test oracle; tests using it skip cleanly where it is absent."""
     return pytest.importorskip("torch", reason="PyTorch is not installed (pip install torch==2.13.0)")
+
+
+@pytest.fixture
+def http_server(tmp_path):
+    """A local HTTP server on 127.0.0.1 serving tmp_path/www; yields (base_url, directory)."""
+    root = tmp_path / "www"
+    root.mkdir()
+    handler = functools.partial(QuietHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/", root
+    server.shutdown()
+    server.server_close()

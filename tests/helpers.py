@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+import gzip
+import hashlib
+import http.server
+import socket
+from pathlib import Path
+
 import numpy as np
+
+from fmnist.data import MNIST, FileSpec, encode_idx
 
 
 def blobs(n: int = 300, dim: int = 20, classes: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -12,3 +21,38 @@ def blobs(n: int = 300, dim: int = 20, classes: int = 3, seed: int = 0) -> tuple
     y = rng.integers(0, classes, size=n)
     x = centres[y] + rng.normal(0.0, 1.0, size=(n, dim))
     return x.astype(np.float32), y.astype(np.int64)
+
+
+def tiny_arrays(n_train: int = 20, n_test: int = 10, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {
+        "train_images": rng.integers(0, 256, size=(n_train, 28, 28), dtype=np.uint8),
+        "train_labels": np.arange(n_train, dtype=np.uint8) % 10,
+        "test_images": rng.integers(0, 256, size=(n_test, 28, 28), dtype=np.uint8),
+        "test_labels": np.arange(n_test, dtype=np.uint8) % 10,
+    }
+
+
+def write_tiny_mnist(directory: Path, arrays: dict[str, np.ndarray] | None = None):
+    """Write gzip IDX files and return an MNIST-like spec whose pinned .gz hashes are those files'."""
+    arrays = arrays or tiny_arrays()
+    directory.mkdir(parents=True, exist_ok=True)
+    files = []
+    for file in MNIST.files:
+        packed = gzip.compress(encode_idx(arrays[file.role]), mtime=0)
+        (directory / file.filename).write_bytes(packed)
+        files.append(FileSpec(file.role, file.filename, hashlib.sha256(packed).hexdigest(), "gz"))
+    sizes = {"train": len(arrays["train_labels"]), "test": len(arrays["test_labels"])}
+    return dataclasses.replace(MNIST, files=tuple(files), mirrors=(), system_dirs=(), sizes=sizes), arrays
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+def dead_url() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/"  # nothing listens there any more: connection refused

@@ -37,8 +37,9 @@ def _root(
 
 
 def _register() -> None:
-    from fmnist.cli import info
+    from fmnist.cli import data, info
 
+    data.register(app)
     info.register(app)
 
 

@@ -1,0 +1,1 @@
+"""Training: the fit loop, metrics, run directories, checkpoints and plots."""
