@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fmnist.data import MNIST, FileSpec, encode_idx
+from fmnist.data import MNIST, DatasetSpec, FileSpec, encode_idx
 
 
 def blobs(n: int = 300, dim: int = 20, classes: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -33,17 +33,39 @@ def tiny_arrays(n_train: int = 20, n_test: int = 10, seed: int = 0) -> dict[str,
     }
 
 
-def write_tiny_mnist(directory: Path, arrays: dict[str, np.ndarray] | None = None):
-    """Write gzip IDX files and return an MNIST-like spec whose pinned .gz hashes are those files'."""
+def write_tiny_mnist(directory: Path, arrays: dict[str, np.ndarray] | None = None, base: DatasetSpec = MNIST):
+    """Write gzip IDX files and return a spec like ``base`` whose pinned hashes are those of the files written."""
     arrays = arrays or tiny_arrays()
     directory.mkdir(parents=True, exist_ok=True)
     files = []
-    for file in MNIST.files:
-        packed = gzip.compress(encode_idx(arrays[file.role]), mtime=0)
+    for file in base.files:
+        content = encode_idx(arrays[file.role])
+        packed = gzip.compress(content, mtime=0)
         (directory / file.filename).write_bytes(packed)
-        files.append(FileSpec(file.role, file.filename, hashlib.sha256(packed).hexdigest(), "gz"))
+        digest = hashlib.sha256(packed if file.hash_of == "gz" else content).hexdigest()
+        files.append(FileSpec(file.role, file.filename, digest, file.hash_of))
     sizes = {"train": len(arrays["train_labels"]), "test": len(arrays["test_labels"])}
-    return dataclasses.replace(MNIST, files=tuple(files), mirrors=(), system_dirs=(), sizes=sizes), arrays
+    return dataclasses.replace(base, files=tuple(files), mirrors=(), system_dirs=(), sizes=sizes), arrays
+
+
+def learnable_arrays(n_train: int = 600, n_test: int = 200, seed: int = 0) -> dict[str, np.ndarray]:
+    """A tiny 10-class image set an MLP learns in a few epochs: a fixed random template per class plus noise."""
+    rng = np.random.default_rng(seed)
+    templates = rng.integers(0, 256, size=(10, 28, 28))
+
+    def make(n: int) -> tuple[np.ndarray, np.ndarray]:
+        labels = np.arange(n) % 10
+        noise = rng.normal(0, 60, size=(n, 28, 28))
+        return np.clip(templates[labels] + noise, 0, 255).astype(np.uint8), labels.astype(np.uint8)
+
+    train_images, train_labels = make(n_train)
+    test_images, test_labels = make(n_test)
+    return {
+        "train_images": train_images,
+        "train_labels": train_labels,
+        "test_images": test_images,
+        "test_labels": test_labels,
+    }
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):

@@ -65,6 +65,12 @@ class Backend:
             return self.xp.zeros(shape, dtype=dtype, device=self.device)
         return self.xp.zeros(shape, dtype=dtype)
 
+    def copy(self, x: Any) -> Any:
+        """A copy of the device array ``x`` on the same device."""
+        if self.is_numpy or self.name == "gpu":
+            return x.copy()
+        return self.xp.asarray(x, copy=True)
+
     def to_numpy(self, x: Any) -> np.ndarray:
         """Copy a device array back to a host NumPy array (a host round-trip: never inside a training step)."""
         return self._to_host(x) if self._to_host is not None else np.asarray(x)
@@ -78,7 +84,7 @@ class Backend:
         if self._sync is not None:
             self._sync()
 
-    def rng(self, seed: int | None) -> HostRNG:
+    def rng(self, seed: int | tuple[int, ...] | None) -> HostRNG:
         """A seeded random generator whose draws are made on the host, then moved here.
 
         Drawing on the host makes weights, splits and shuffles identical on every device for the same seed.
@@ -99,7 +105,7 @@ class HostRNG:
     Its ``state`` is a JSON-safe dict, so a checkpoint can restore it exactly.
     """
 
-    def __init__(self, backend: Backend, seed: int | None):
+    def __init__(self, backend: Backend, seed: int | tuple[int, ...] | None):
         self.backend = backend
         self._gen = np.random.Generator(np.random.PCG64(seed))
 

@@ -37,8 +37,10 @@ def _root(
 
 
 def _register() -> None:
-    from fmnist.cli import data, info
+    from fmnist.cli import data, evaluate, info, train
 
+    train.register(app)
+    evaluate.register(app)
     data.register(app)
     info.register(app)
 
@@ -47,5 +49,17 @@ _register()
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point: usage errors become one line on stderr and exit code 2."""
+    from fmnist.cli.common import print_error
+
+    try:
+        code = app(standalone_mode=False)
+    except Exception as err:
+        # Typer's usage errors (Click's, vendored or not): bad option, unknown choice, missing value
+        if type(err).__name__ == "Abort":
+            raise SystemExit(130) from None
+        if hasattr(err, "format_message") and isinstance(getattr(err, "exit_code", None), int):
+            print_error(err.format_message())
+            raise SystemExit(err.exit_code) from None
+        raise
+    raise SystemExit(code if isinstance(code, int) else 0)

@@ -13,9 +13,14 @@ console = Console()
 err_console = Console(stderr=True)
 
 
+def print_error(message: str) -> None:
+    """One clear error line (or a short block) on stderr."""
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
-    """Print one clear error line (or a short block) to stderr and exit with ``code`` (2 = bad input)."""
-    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+    """Print the error and exit with ``code`` (2 = bad input, before any work)."""
+    print_error(message)
     raise typer.Exit(code)
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from fmnist.training.atomic import atomic_open
+from fmnist.training.metrics import normalize_rows
 
 
 def _pyplot() -> Any:
@@ -21,16 +22,10 @@ def _pyplot() -> Any:
 
 
 def _save(fig: Any, path: str | os.PathLike) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=120, bbox_inches="tight")
-        os.replace(tmp, path)
+        with atomic_open(path) as out:
+            fig.savefig(out, format="png", dpi=120, bbox_inches="tight")
     finally:
-        Path(tmp).unlink(missing_ok=True)
-        fig.clf()
         _pyplot().close(fig)
 
 
@@ -48,4 +43,41 @@ def plot_samples(
             ax.set_title(f"{c}: {class_names[c]}", fontsize=10)
     if title:
         fig.suptitle(title)
+    _save(fig, path)
+
+
+def plot_curves(history: Sequence[dict], path: str | os.PathLike, title: str = "") -> None:
+    """Loss and accuracy per epoch, train vs validation, side by side."""
+    plt = _pyplot()
+    epochs = [h["epoch"] for h in history]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, key, label in ((ax_loss, "loss", "loss"), (ax_acc, "accuracy", "accuracy")):
+        ax.plot(epochs, [h[f"train_{key}"] for h in history], "o-", label="train", markersize=3)
+        ax.plot(epochs, [h[f"val_{key}"] for h in history], "s-", label="validation", markersize=3)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    if title:
+        fig.suptitle(title)
+    _save(fig, path)
+
+
+def plot_confusion(matrix: np.ndarray, class_names: Sequence[str], path: str | os.PathLike, title: str = "") -> None:
+    """The row-normalised confusion matrix (true class per row) with class names and cell values."""
+    plt = _pyplot()
+    norm = normalize_rows(matrix)
+    k = len(class_names)
+    fig, ax = plt.subplots(figsize=(8, 7))
+    image = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    ax.set_xticks(range(k), class_names, rotation=45, ha="right")
+    ax.set_yticks(range(k), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in range(k):
+        for j in range(k):
+            color = "white" if norm[i, j] > 0.5 else "black"
+            ax.text(j, i, f"{norm[i, j]:.2f}", ha="center", va="center", fontsize=7, color=color)
+    ax.set_title(title or "confusion matrix (row-normalised)")
     _save(fig, path)

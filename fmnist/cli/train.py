@@ -1,0 +1,303 @@
+"""``fmnist train``: every DA6401 ``train.py`` flag, plus devices, run directories, resume and early stopping."""
+
+from __future__ import annotations
+
+import importlib.util
+import signal
+import threading
+from contextlib import contextmanager
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from fmnist.cli.common import console, fail
+from fmnist.training.config import ConfigError, TrainConfig
+
+DEFAULTS = TrainConfig()
+
+
+class Dataset(StrEnum):
+    fashion_mnist = "fashion_mnist"
+    mnist = "mnist"
+    fashion_mnist_dash = "fashion-mnist"
+
+
+class Loss(StrEnum):
+    mean_squared_error = "mean_squared_error"
+    cross_entropy = "cross_entropy"
+
+
+class OptimizerName(StrEnum):
+    sgd = "sgd"
+    momentum = "momentum"
+    nag = "nag"
+    rmsprop = "rmsprop"
+    adam = "adam"
+    nadam = "nadam"
+
+
+class WeightInit(StrEnum):
+    random = "random"
+    xavier = "Xavier"
+    he = "he"
+
+
+class ActivationName(StrEnum):
+    identity = "identity"
+    sigmoid = "sigmoid"
+    tanh = "tanh"
+    relu = "ReLU"
+
+
+class Schedule(StrEnum):
+    constant = "constant"
+    cosine = "cosine"
+
+
+class Device(StrEnum):
+    cpu = "cpu"
+    gpu = "gpu"
+    auto = "auto"
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train", no_args_is_help=False)(train)
+
+
+def train(
+    wandb_project: Annotated[
+        str | None, typer.Option("--wandb_project", "-wp", help="W&B project (implies --wandb).", show_default=False)
+    ] = None,
+    wandb_entity: Annotated[
+        str | None, typer.Option("--wandb_entity", "-we", help="W&B entity (implies --wandb).", show_default=False)
+    ] = None,
+    dataset: Annotated[Dataset, typer.Option("--dataset", "-d", help="Dataset.")] = Dataset.fashion_mnist,
+    epochs: Annotated[int, typer.Option("--epochs", "-e", help="Passes over the training split.")] = DEFAULTS.epochs,
+    batch_size: Annotated[int, typer.Option("--batch_size", "-b", help="Samples per step.")] = DEFAULTS.batch_size,
+    loss: Annotated[Loss, typer.Option("--loss", "-l", help="Loss on the softmax outputs.")] = Loss.cross_entropy,
+    optimizer: Annotated[OptimizerName, typer.Option("--optimizer", "-o", help="Update rule.")] = OptimizerName.adam,
+    learning_rate: Annotated[
+        float, typer.Option("--learning_rate", "-lr", help="Learning rate.")
+    ] = DEFAULTS.learning_rate,
+    momentum: Annotated[float, typer.Option("--momentum", "-m", help="Momentum (momentum, nag).")] = DEFAULTS.momentum,
+    beta: Annotated[float, typer.Option("--beta", "-beta", help="RMSprop decay β.")] = DEFAULTS.beta,
+    beta1: Annotated[float, typer.Option("--beta1", "-beta1", help="Adam/Nadam β₁.")] = DEFAULTS.beta1,
+    beta2: Annotated[float, typer.Option("--beta2", "-beta2", help="Adam/Nadam β₂.")] = DEFAULTS.beta2,
+    epsilon: Annotated[float, typer.Option("--epsilon", "-eps", help="ε of RMSprop/Adam/Nadam.")] = DEFAULTS.epsilon,
+    weight_decay: Annotated[
+        float, typer.Option("--weight_decay", "-w_d", help="L2 weight decay (added to the gradient).")
+    ] = DEFAULTS.weight_decay,
+    weight_init: Annotated[
+        WeightInit, typer.Option("--weight_init", "-w_i", help="Weight initialisation.", case_sensitive=False)
+    ] = WeightInit.he,
+    num_layers: Annotated[int, typer.Option("--num_layers", "-nhl", help="Hidden layers.")] = DEFAULTS.num_layers,
+    hidden_size: Annotated[
+        int, typer.Option("--hidden_size", "-sz", help="Neurons per hidden layer.")
+    ] = DEFAULTS.hidden_size,
+    activation: Annotated[
+        ActivationName, typer.Option("--activation", "-a", help="Hidden activation.", case_sensitive=False)
+    ] = ActivationName.relu,
+    hidden_sizes: Annotated[
+        str | None,
+        typer.Option(
+            "--hidden-sizes", help="Uneven hidden widths, e.g. 256,128 (overrides -nhl/-sz).", show_default=False
+        ),
+    ] = None,
+    device: Annotated[Device, typer.Option("--device", help="cpu (NumPy), gpu (CuPy) or auto.")] = Device.cpu,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of weights, split and shuffles.")] = DEFAULTS.seed,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option("--data-dir", envvar="FMNIST_DATA_DIR", help="Directory searched first for the IDX files."),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Run directory (default runs/<timestamp>-...).", show_default=False)
+    ] = None,
+    val_fraction: Annotated[
+        float, typer.Option("--val-fraction", help="Share of the training set held out for validation.")
+    ] = DEFAULTS.val_fraction,
+    patience: Annotated[
+        int | None, typer.Option("--patience", help="Stop after this many epochs without a better val loss.")
+    ] = None,
+    lr_schedule: Annotated[
+        Schedule, typer.Option("--lr-schedule", help="Learning rate over the run: constant or cosine decay to 0.")
+    ] = Schedule.cosine,
+    warmup_epochs: Annotated[
+        float, typer.Option("--warmup-epochs", help="Linear learning-rate warm-up, in epochs.")
+    ] = DEFAULTS.warmup_epochs,
+    standardize: Annotated[
+        bool, typer.Option("--standardize/--no-standardize", help="Standardise pixels with train mean/std.")
+    ] = DEFAULTS.standardize,
+    resume: Annotated[
+        Path | None,
+        typer.Option("--resume", help="Continue an interrupted run directory with its saved configuration."),
+    ] = None,
+    wandb: Annotated[bool, typer.Option("--wandb", help="Log to Weights & Biases (WANDB_MODE=offline works).")] = False,
+) -> None:
+    """Train an MLP and write a run directory (config, metrics, checkpoints, model, plots)."""
+    from fmnist.training.run import FILES, default_run_dir, read_config
+
+    if resume is not None:
+        if not (resume / FILES["config"]).is_file() or not (resume / FILES["checkpoint"]).is_file():
+            fail(f"--resume: {resume} is not a resumable run (needs {FILES['config']} and {FILES['checkpoint']})", 2)
+        try:
+            config = read_config(resume)
+        except ValueError as err:
+            fail(str(err), 2)
+        run_dir = resume
+    else:
+        try:
+            config = TrainConfig(
+                dataset=dataset.value,
+                epochs=epochs,
+                batch_size=batch_size,
+                loss=loss.value,
+                optimizer=optimizer.value,
+                learning_rate=learning_rate,
+                momentum=momentum,
+                beta=beta,
+                beta1=beta1,
+                beta2=beta2,
+                epsilon=epsilon,
+                weight_decay=weight_decay,
+                weight_init=weight_init.value,
+                num_layers=num_layers,
+                hidden_size=hidden_size,
+                hidden_sizes=_parse_sizes(hidden_sizes),
+                activation=activation.value,
+                device=device.value,
+                seed=seed,
+                val_fraction=val_fraction,
+                patience=patience,
+                lr_schedule=lr_schedule.value,
+                warmup_epochs=warmup_epochs,
+                standardize=standardize,
+                wandb=wandb or wandb_project is not None or wandb_entity is not None,
+                wandb_project=wandb_project or DEFAULTS.wandb_project,
+                wandb_entity=wandb_entity,
+                data_dir=str(data_dir) if data_dir is not None else None,
+            )
+        except ConfigError as err:
+            fail(str(err), 2)
+        run_dir = out if out is not None else default_run_dir(config)
+        if out is not None and (out / FILES["config"]).exists():
+            fail(f"--out: {out} already holds a run; choose another directory or continue it with --resume {out}", 2)
+    if config.wandb and importlib.util.find_spec("wandb") is None:
+        fail("--wandb needs the wandb package: pip install 'fmnist[wandb]' (set WANDB_MODE=offline without network)", 2)
+    run_training(config, run_dir, resume=resume is not None)
+
+
+def _parse_sizes(text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        sizes = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise ConfigError(f"--hidden-sizes must be comma-separated integers such as 256,128, got {text!r}") from None
+    if not sizes:
+        raise ConfigError("--hidden-sizes must list at least one width, e.g. 256,128")
+    return sizes
+
+
+def run_training(config: TrainConfig, run_dir: Path, resume: bool) -> None:
+    """Run ``train_run`` with rich progress, Ctrl-C handling and clear failures."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from fmnist.backend import BackendUnavailableError
+    from fmnist.data import DataFileError
+    from fmnist.training.checkpoint import CheckpointError
+    from fmnist.training.fit import DivergenceError, TrainingInterrupted
+    from fmnist.training.run import RunCallbacks, train_run
+
+    progress = Progress(
+        TextColumn("[bold]epoch {task.fields[epoch]}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.4f}"),
+        TextColumn("{task.fields[speed]:,.0f} samples/s"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    )
+    task: dict[str, Any] = {}
+
+    def on_start(info: dict[str, Any]) -> None:
+        backend = info["backend"]
+        if backend.note:
+            console.print(f"[dim]{backend.note}[/]")
+        where = sorted({f"{f.source}: {f.path.parent}" for f in info["files"]})
+        console.print(
+            f"[bold]{config.dataset}[/] ({', '.join(where)}) · train {info['train']} · val {info['val']} · "
+            f"test {info['test']} · MLP {'-'.join(map(str, info['sizes']))} {config.activation} · "
+            f"{config.optimizer} lr {config.learning_rate:g} ({config.lr_schedule}) · "
+            f"batch {config.batch_size} · device {backend.name}"
+        )
+        if info["resumed_at"] is not None:
+            console.print(f"resuming {info['run_dir']} after epoch {info['resumed_at']}")
+
+    def on_progress(p: Any) -> None:
+        label = f"{p.epoch}/{p.epochs}"
+        if task.get("epoch") != p.epoch:
+            if "id" in task:
+                progress.remove_task(task["id"])
+            task["id"] = progress.add_task("", total=p.total, epoch=label, loss=p.loss, speed=0.0)
+            task["epoch"] = p.epoch
+        speed = p.samples / p.seconds if p.seconds > 0 else 0.0
+        progress.update(task["id"], completed=p.samples, loss=p.loss, speed=speed)
+
+    def on_epoch(m: Any) -> None:
+        progress.console.print(
+            f"epoch {m.epoch:>3}/{config.epochs}  train loss {m.train_loss:.4f} acc {m.train_accuracy:.2%}  "
+            f"val loss {m.val_loss:.4f} acc {m.val_accuracy:.2%}  "
+            f"{m.seconds:.1f}s  {m.samples_per_second:,.0f} samples/s"
+        )
+
+    tracker = None
+    if config.wandb:
+        from fmnist.training.tracking import WandbTracker
+
+        tracker = WandbTracker(config, run_dir)
+    with stop_on_sigint() as stop, progress:
+        callbacks = RunCallbacks(on_start=on_start, on_progress=on_progress, on_epoch=on_epoch, should_stop=stop)
+        try:
+            summary = train_run(config, run_dir, callbacks, resume=resume, tracker=tracker)
+        except TrainingInterrupted:
+            progress.stop()
+            console.print(f"[yellow]interrupted[/]: checkpoint saved. Resume with: fmnist train --resume {run_dir}")
+            raise typer.Exit(130) from None
+        except DivergenceError as err:
+            progress.stop()
+            fail(f"{err} The last good checkpoint is {run_dir}/checkpoint.npz.")
+        except (DataFileError, BackendUnavailableError, CheckpointError) as err:
+            progress.stop()
+            fail(str(err))
+        finally:
+            if tracker is not None:
+                tracker.finish()
+    console.print(
+        f"[bold green]test accuracy {summary['test_accuracy']:.2%}[/] (loss {summary['test_loss']:.4f}) · "
+        f"best epoch {summary['best_epoch']} · {summary['epochs_run']} epochs in {summary['total_seconds']:.1f} s · "
+        f"run directory {run_dir}"
+    )
+
+
+@contextmanager
+def stop_on_sigint():
+    """First Ctrl-C asks training to stop at the next step boundary (exact checkpoint); a second one aborts."""
+    requested = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield requested.is_set
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if requested.is_set():
+            raise KeyboardInterrupt
+        requested.set()
+        console.print("[yellow]stopping after this step (Ctrl-C again to abort)…[/]")
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield requested.is_set
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -1,0 +1,296 @@
+"""The fit loop: pure library code that never prints; progress goes to callbacks.
+
+Per step the loop keeps everything on the device: each batch's loss and number of correct predictions are
+written into small device buffers, which are read back once every ``report_every`` steps (one host sync) to feed
+the progress callback, detect a diverging loss at the exact step, and build the epoch's metrics.
+
+The whole state of a run (weights, optimizer state, step, RNG state, position inside an epoch and that epoch's
+shuffled order) can be captured with ``state()`` and restored with ``restore()``, so an interrupted run resumes
+exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from fmnist.data import DeviceData
+from fmnist.network import MLP, Optimizer
+
+
+@dataclass
+class EpochMetrics:
+    """One line of ``metrics.jsonl``."""
+
+    epoch: int
+    train_loss: float
+    train_accuracy: float
+    val_loss: float
+    val_accuracy: float
+    seconds: float
+    samples_per_second: float
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+class DivergenceError(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+    def __init__(self, epoch: int, step: int, value: float):
+        self.epoch, self.step, self.value = epoch, step, value
+        super().__init__(
+            f"training diverged: loss is {value} at epoch {epoch}, step {step}. "
+            "Try a lower learning rate, or ReLU with Xavier/He initialisation."
+        )
+
+
+class TrainingInterrupted(Exception):
+    """Training stopped at a step boundary because a stop was requested (e.g. Ctrl-C)."""
+
+
+@dataclass
+class Progress:
+    """What the progress callback sees: position in the epoch and the running mean training loss."""
+
+    epoch: int
+    epochs: int
+    samples: int
+    total: int
+    loss: float
+    seconds: float
+
+
+@dataclass
+class _EpochRun:
+    """Book-keeping of the epoch in progress (host values only)."""
+
+    order: Any = None  # device permutation of the training rows for this epoch
+    position: int = 0  # batches done
+    seen: int = 0
+    loss_sum: float = 0.0
+    correct: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class Trainer:
+    """Runs epochs of minibatch training with validation, early stopping and exact save/restore.
+
+    Args:
+        model, optimizer, loss_fn: the network, its optimizer and a loss ``(logits, y) -> (loss, dlogits)``.
+        train, val: device data sets (``val`` may be ``None``).
+        batch_size: samples per step.
+        rng: the backend ``HostRNG`` used to shuffle each epoch.
+        patience: stop when the validation loss has not improved for this many epochs (``None``: never).
+        lr_factor: multiplier of the optimizer's base learning rate for step t = 1, 2, ... (``None``: constant).
+        report_every: steps between host reads of the running loss (progress, divergence check).
+    """
+
+    model: MLP
+    optimizer: Optimizer
+    loss_fn: Callable[[Any, Any], tuple[Any, Any]]
+    train: DeviceData
+    val: DeviceData | None
+    batch_size: int
+    rng: Any
+    patience: int | None = None
+    lr_factor: Callable[[int], float] | None = None
+    report_every: int = 0
+    history: list[EpochMetrics] = field(default_factory=list)
+    best_epoch: int = 0
+    best_val_loss: float = math.inf
+    best_params: Any = None
+    stopped_early: bool = False
+    _run: _EpochRun = field(default_factory=_EpochRun)
+
+    def __post_init__(self) -> None:
+        if self.report_every <= 0:
+            self.report_every = max(1, 8192 // self.batch_size)
+        be = self.model.backend
+        self.base_lr = self.optimizer.lr
+        self._losses = be.zeros(self.report_every)
+        self._correct = be.zeros(self.report_every, dtype=be.xp.int64)
+        self._sizes: list[int] = []
+
+    @property
+    def epoch(self) -> int:
+        """Completed epochs."""
+        return len(self.history)
+
+    def fit(
+        self,
+        epochs: int,
+        on_progress: Callable[[Progress], None] | None = None,
+        on_epoch: Callable[[EpochMetrics], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> list[EpochMetrics]:
+        """Train until ``epochs`` epochs are complete (or early stopping); returns the history.
+
+        Raises:
+            DivergenceError: a NaN/inf loss (the model is then left as it is; earlier checkpoints stay good).
+            TrainingInterrupted: ``should_stop()`` returned True; ``state()`` then captures the exact position.
+        """
+        while self.epoch < epochs and not self.stopped_early:
+            metrics = self._run_epoch(epochs, on_progress, should_stop)
+            self.history.append(metrics)
+            self._run = _EpochRun()
+            self._track_best(metrics)
+            if on_epoch is not None:
+                on_epoch(metrics)
+        return self.history
+
+    def _run_epoch(self, epochs: int, on_progress: Any, should_stop: Any) -> EpochMetrics:
+        be, xp, run = self.model.backend, self.model.backend.xp, self._run
+        epoch = self.epoch + 1
+        if run.order is None:
+            run.order = self.train.order(self.rng)
+        n, bs = self.train.n, self.batch_size
+        steps = math.ceil(n / bs)
+        started = time.perf_counter()
+        self._sizes = []
+        while run.position < steps:
+            if should_stop is not None and should_stop():
+                self._flush(epoch, be)
+                run.seconds += time.perf_counter() - started
+                raise TrainingInterrupted
+            start = run.position * bs
+            rows = run.order[start : min(start + bs, n)]
+            x = self.train.features(rows)
+            y = xp.take(self.train.labels, rows, axis=0)
+            logits = self.model.forward(x)
+            loss, dlogits = self.loss_fn(logits, y)
+            self.model.backward(dlogits)
+            if self.lr_factor is not None:
+                self.optimizer.lr = self.base_lr * self.lr_factor(self.optimizer.t + 1)
+            self.optimizer.step()
+            slot = len(self._sizes)
+            self._losses[slot] = loss
+            self._correct[slot] = xp.sum(xp.astype(xp.argmax(logits, axis=1) == y, xp.int64))
+            self._sizes.append(int(rows.shape[0]))
+            run.position += 1
+            if len(self._sizes) == self.report_every or run.position == steps:
+                self._flush(epoch, be)
+                if on_progress is not None:
+                    elapsed = run.seconds + time.perf_counter() - started
+                    on_progress(Progress(epoch, epochs, run.seen, n, run.loss_sum / run.seen, elapsed))
+        be.synchronize()
+        run.seconds += time.perf_counter() - started
+        val_loss, val_accuracy = evaluate(self.model, self.val, self.loss_fn) if self.val else (math.nan, math.nan)
+        return EpochMetrics(
+            epoch=epoch,
+            train_loss=run.loss_sum / run.seen,
+            train_accuracy=run.correct / run.seen,
+            val_loss=val_loss,
+            val_accuracy=val_accuracy,
+            seconds=run.seconds,
+            samples_per_second=run.seen / run.seconds if run.seconds > 0 else math.nan,
+        )
+
+    def _flush(self, epoch: int, be: Any) -> None:
+        """Read the buffered per-batch losses and counts (one host sync) and check them for divergence."""
+        k = len(self._sizes)
+        if k == 0:
+            return
+        losses = be.to_numpy(self._losses)[:k].astype(np.float64)
+        correct = be.to_numpy(self._correct)[:k]
+        bad = np.flatnonzero(~np.isfinite(losses))
+        run = self._run
+        if bad.size:
+            step_in_epoch = run.position - k + int(bad[0]) + 1
+            raise DivergenceError(epoch, step_in_epoch, float(losses[bad[0]]))
+        for loss, size in zip(losses.tolist(), self._sizes, strict=True):  # sequential: same sum however flushed
+            run.loss_sum += loss * size
+        run.correct += int(correct.sum())
+        run.seen += sum(self._sizes)
+        self._sizes = []
+
+    def _track_best(self, metrics: EpochMetrics) -> None:
+        if self.val is None:
+            self.best_epoch = metrics.epoch
+            return
+        if metrics.val_loss < self.best_val_loss:
+            self.best_val_loss, self.best_epoch = metrics.val_loss, metrics.epoch
+            if self.patience is not None:  # early stopping will restore these weights
+                self.best_params = self.model.backend.copy(self.model.flat.data)
+        elif self.patience is not None and metrics.epoch - self.best_epoch >= self.patience:
+            self.stopped_early = True
+
+    def restore_best(self) -> None:
+        """Load the weights of the epoch with the lowest validation loss (kept when ``patience`` is set)."""
+        if self.best_params is not None:
+            self.model.flat.data[...] = self.best_params
+
+    # --- exact save / restore -----------------------------------------------------------------------------------
+
+    def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """(JSON-safe metadata, host arrays) capturing the run exactly, for a checkpoint."""
+        be, run = self.model.backend, self._run
+        arrays = {"params": be.to_numpy(self.model.flat.data)}
+        for key, value in self.optimizer.state_dict().items():
+            if key != "t":
+                arrays[f"optimizer.{key}"] = be.to_numpy(value)
+        if self.best_params is not None:
+            arrays["best_params"] = be.to_numpy(self.best_params)
+        if run.order is not None:
+            arrays["epoch_order"] = be.to_numpy(run.order)
+        meta = {
+            "epoch": self.epoch,
+            "optimizer_t": self.optimizer.t,
+            "rng_state": self.rng.state,
+            "history": [m.to_dict() for m in self.history],
+            "best_epoch": self.best_epoch,
+            "best_val_loss": self.best_val_loss if math.isfinite(self.best_val_loss) else None,
+            "stopped_early": self.stopped_early,
+            "in_epoch": {k: v for k, v in asdict(run).items() if k != "order"},
+        }
+        return meta, arrays
+
+    def restore(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        """Inverse of ``state()``: continue exactly where that state was taken."""
+        be = self.model.backend
+        self.model.flat.data[...] = be.asarray(arrays["params"], dtype=be.dtype)
+        opt_state: dict[str, Any] = {"t": int(meta["optimizer_t"])}
+        for key, value in arrays.items():
+            if key.startswith("optimizer."):
+                opt_state[key.removeprefix("optimizer.")] = be.asarray(value, dtype=be.dtype)
+        self.optimizer.load_state_dict(opt_state)
+        self.rng.state = meta["rng_state"]
+        self.history = [EpochMetrics(**m) for m in meta["history"]]
+        self.best_epoch = int(meta["best_epoch"])
+        self.best_val_loss = math.inf if meta["best_val_loss"] is None else float(meta["best_val_loss"])
+        self.best_params = be.asarray(arrays["best_params"], dtype=be.dtype) if "best_params" in arrays else None
+        self.stopped_early = bool(meta["stopped_early"])
+        order = be.asarray(arrays["epoch_order"]) if "epoch_order" in arrays else None
+        self._run = _EpochRun(order=order, **meta["in_epoch"])
+
+
+def evaluate(model: MLP, data: DeviceData, loss_fn: Any, batch_size: int = 2048) -> tuple[float, float]:
+    """Mean loss and accuracy of ``model`` on ``data``, accumulated on the device and read once."""
+    loss_sum, correct = _accumulate(model, data, loss_fn, batch_size)
+    be = model.backend
+    return be.to_float(loss_sum) / data.n, be.to_float(correct) / data.n
+
+
+def predict(model: MLP, data: DeviceData, batch_size: int = 2048) -> np.ndarray:
+    """Predicted classes of every sample of ``data``, in order, as a host array."""
+    xp = model.backend.xp
+    preds = [xp.argmax(model.forward(x), axis=1) for x, _ in data.batches(batch_size)]
+    return model.backend.to_numpy(xp.concat(preds))
+
+
+def _accumulate(model: MLP, data: DeviceData, loss_fn: Any, batch_size: int) -> tuple[Any, Any]:
+    be = model.backend
+    xp = be.xp
+    loss_sum, correct = be.zeros(()), be.zeros(())
+    for x, y in data.batches(batch_size):
+        logits = model.forward(x)
+        loss, _ = loss_fn(logits, y)
+        loss_sum += loss * y.shape[0]
+        correct += xp.sum(xp.astype(xp.argmax(logits, axis=1) == y, be.dtype))
+    return loss_sum, correct
