@@ -13,53 +13,24 @@ from typing import Annotated, Any
 import typer
 
 from fmnist.cli.common import console, fail
-from fmnist.training.config import ConfigError, TrainConfig
+from fmnist.training.config import CHOICES, ConfigError, TrainConfig
 
 DEFAULTS = TrainConfig()
 
 
-class Dataset(StrEnum):
-    fashion_mnist = "fashion_mnist"
-    mnist = "mnist"
-    fashion_mnist_dash = "fashion-mnist"
+def _choices(name: str, values: tuple[str, ...]) -> type[StrEnum]:
+    """A ``StrEnum`` of the given spellings, as Typer shows and validates choices."""
+    return StrEnum(name, {value: value for value in values})
 
 
-class Loss(StrEnum):
-    mean_squared_error = "mean_squared_error"
-    cross_entropy = "cross_entropy"
-
-
-class OptimizerName(StrEnum):
-    sgd = "sgd"
-    momentum = "momentum"
-    nag = "nag"
-    rmsprop = "rmsprop"
-    adam = "adam"
-    nadam = "nadam"
-
-
-class WeightInit(StrEnum):
-    random = "random"
-    xavier = "Xavier"
-    he = "he"
-
-
-class ActivationName(StrEnum):
-    identity = "identity"
-    sigmoid = "sigmoid"
-    tanh = "tanh"
-    relu = "ReLU"
-
-
-class Schedule(StrEnum):
-    constant = "constant"
-    cosine = "cosine"
-
-
-class Device(StrEnum):
-    cpu = "cpu"
-    gpu = "gpu"
-    auto = "auto"
+# The DA6401 spellings first, then the ones fmnist also accepts.
+Dataset = _choices("Dataset", ("fashion_mnist", "mnist", "fashion-mnist"))
+Loss = _choices("Loss", CHOICES["loss"])
+OptimizerName = _choices("OptimizerName", CHOICES["optimizer"])
+WeightInit = _choices("WeightInit", ("random", "Xavier", "he"))
+ActivationName = _choices("ActivationName", ("identity", "sigmoid", "tanh", "ReLU"))
+Schedule = _choices("Schedule", CHOICES["lr_schedule"])
+Device = _choices("Device", CHOICES["device"])
 
 
 def register(app: typer.Typer) -> None:
@@ -73,11 +44,13 @@ def train(
     wandb_entity: Annotated[
         str | None, typer.Option("--wandb_entity", "-we", help="W&B entity (implies --wandb).", show_default=False)
     ] = None,
-    dataset: Annotated[Dataset, typer.Option("--dataset", "-d", help="Dataset.")] = Dataset.fashion_mnist,
+    dataset: Annotated[Dataset, typer.Option("--dataset", "-d", help="Dataset.")] = Dataset("fashion_mnist"),
     epochs: Annotated[int, typer.Option("--epochs", "-e", help="Passes over the training split.")] = DEFAULTS.epochs,
     batch_size: Annotated[int, typer.Option("--batch_size", "-b", help="Samples per step.")] = DEFAULTS.batch_size,
-    loss: Annotated[Loss, typer.Option("--loss", "-l", help="Loss on the softmax outputs.")] = Loss.cross_entropy,
-    optimizer: Annotated[OptimizerName, typer.Option("--optimizer", "-o", help="Update rule.")] = OptimizerName.adam,
+    loss: Annotated[Loss, typer.Option("--loss", "-l", help="Loss on the softmax outputs.")] = Loss(DEFAULTS.loss),
+    optimizer: Annotated[OptimizerName, typer.Option("--optimizer", "-o", help="Update rule.")] = OptimizerName(
+        DEFAULTS.optimizer
+    ),
     learning_rate: Annotated[
         float, typer.Option("--learning_rate", "-lr", help="Learning rate.")
     ] = DEFAULTS.learning_rate,
@@ -91,21 +64,23 @@ def train(
     ] = DEFAULTS.weight_decay,
     weight_init: Annotated[
         WeightInit, typer.Option("--weight_init", "-w_i", help="Weight initialisation.", case_sensitive=False)
-    ] = WeightInit.he,
+    ] = WeightInit(DEFAULTS.weight_init),
     num_layers: Annotated[int, typer.Option("--num_layers", "-nhl", help="Hidden layers.")] = DEFAULTS.num_layers,
     hidden_size: Annotated[
         int, typer.Option("--hidden_size", "-sz", help="Neurons per hidden layer.")
     ] = DEFAULTS.hidden_size,
     activation: Annotated[
         ActivationName, typer.Option("--activation", "-a", help="Hidden activation.", case_sensitive=False)
-    ] = ActivationName.relu,
+    ] = ActivationName("ReLU"),
     hidden_sizes: Annotated[
         str | None,
         typer.Option(
             "--hidden-sizes", help="Uneven hidden widths, e.g. 256,128 (overrides -nhl/-sz).", show_default=False
         ),
     ] = None,
-    device: Annotated[Device, typer.Option("--device", help="cpu (NumPy), gpu (CuPy) or auto.")] = Device.cpu,
+    device: Annotated[Device, typer.Option("--device", help="cpu (NumPy), gpu (CuPy) or auto.")] = Device(
+        DEFAULTS.device
+    ),
     seed: Annotated[int, typer.Option("--seed", help="Seed of weights, split and shuffles.")] = DEFAULTS.seed,
     data_dir: Annotated[
         Path | None,
@@ -122,7 +97,7 @@ def train(
     ] = None,
     lr_schedule: Annotated[
         Schedule, typer.Option("--lr-schedule", help="Learning rate over the run: constant or cosine decay to 0.")
-    ] = Schedule.cosine,
+    ] = Schedule(DEFAULTS.lr_schedule),
     warmup_epochs: Annotated[
         float, typer.Option("--warmup-epochs", help="Linear learning-rate warm-up, in epochs.")
     ] = DEFAULTS.warmup_epochs,
