@@ -27,6 +27,7 @@ class Backend:
         note: a human sentence on how this backend was chosen (``"auto"`` explains its pick here).
         dtype_name: the floating dtype of parameters and activations: ``"float32"`` unless a caller (such as a
             float64 gradient check) asks otherwise explicitly.
+        fast: use the fused kernels where this backend has them (``False``: the reference path everywhere).
     """
 
     name: str
@@ -37,11 +38,25 @@ class Backend:
     _sync: Any = field(default=None, repr=False)
     _to_host: Any = field(default=None, repr=False)
     _info: Any = field(default=None, repr=False)
+    _kernels: Any = field(default=None, repr=False)
+    fast: bool = True
 
     @property
     def dtype(self) -> Any:
         """The floating dtype of this namespace (float32 by default)."""
         return getattr(self.xp, self.dtype_name)
+
+    @property
+    def kernels(self) -> Any:
+        """Fused kernels for the training hot path (``fmnist.backend.kernels``), or ``None`` where only the
+        reference path runs (test backends, float64, or ``fast=False``)."""
+        if not self.fast:
+            return None
+        if self._kernels is None:
+            from fmnist.backend.kernels import get_kernels
+
+            self._kernels = get_kernels(self) or False
+        return self._kernels or None
 
     @property
     def is_numpy(self) -> bool:

@@ -56,7 +56,13 @@ class DeviceData:
         return int(self.images.shape[1])
 
     def features(self, rows: Any) -> Any:
-        """float32 features of the rows gathered by the device index array ``rows``."""
+        """float32 features of the rows gathered by the device index array ``rows``.
+
+        With the backend's fused kernels the result lives in a reused workspace (valid until the next call).
+        """
+        kernels = self.backend.kernels
+        if kernels is not None:
+            return kernels.gather_scale(self.images, rows, 1.0 / (255.0 * self.std), -self.mean / self.std)
         xp = self.backend.xp
         x = xp.astype(xp.take(self.images, rows, axis=0), self.backend.dtype)
         x *= 1.0 / (255.0 * self.std)

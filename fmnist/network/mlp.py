@@ -9,6 +9,7 @@ from typing import Any
 from fmnist.backend import Backend, get_backend
 from fmnist.network.activations import Activation, get_activation
 from fmnist.network.init import get_initializer
+from fmnist.network.losses import cross_entropy
 from fmnist.network.parameters import FlatParameters, Parameter
 
 
@@ -90,6 +91,44 @@ class MLP:
             if i > 0:
                 da = xp.matmul(dz, self.weights[i].data.T)
                 dz = self.activation.backward(xp, a_in, da)
+
+    def train_step(self, x: Any, y: Any, loss_fn: Any, optimizer: Any) -> tuple[Any, Any]:
+        """Forward, loss, backward and ``optimizer.step()`` on one batch; returns (loss, number correct) as
+        device scalars, without a host round-trip.
+
+        With the backend's fused kernels this runs the fast path (preallocated workspaces, in-place activations,
+        fused softmax + cross-entropy gradient); otherwise the reference ``forward``/``backward``. Both give the
+        same parameters (parity tests).
+        """
+        xp = self.backend.xp
+        kernels = self.backend.kernels
+        if kernels is None:
+            logits = self.forward(x)
+            correct = xp.sum(xp.astype(xp.argmax(logits, axis=1) == y, xp.int64))
+            loss, dlogits = loss_fn(logits, y)
+            self.backward(dlogits)
+            optimizer.step()
+            return loss, correct
+        n, last, act = int(x.shape[0]), self.num_layers - 1, self.activation.name
+        inputs = []
+        for i, (weight, bias) in enumerate(zip(self.weights, self.biases, strict=True)):
+            inputs.append(x)
+            z = kernels.linear(x, weight.data, bias.data, out=kernels.buffer(("z", i), (n, weight.shape[1])))
+            x = z if i == last else kernels.activate(act, z)
+        correct = xp.sum(xp.argmax(x, axis=1) == y)
+        if loss_fn is cross_entropy:
+            loss, dz = kernels.softmax_cross_entropy(x, y)  # dlogits overwrite the logits workspace
+        else:
+            loss, dz = loss_fn(x, y)
+        for i in range(last, -1, -1):
+            kernels.matmul(inputs[i].T, dz, out=self.weights[i].grad)
+            kernels.sum_rows(dz, out=self.biases[i].grad)
+            if i > 0:
+                da = kernels.matmul(dz, self.weights[i].data.T, out=kernels.buffer(("da", i), inputs[i].shape))
+                dz = kernels.activation_backward(act, inputs[i], da)
+        self._inputs = []  # the workspaces are reused: no stale cache for backward()
+        optimizer.step()
+        return loss, correct
 
     def predict(self, x: Any, batch_size: int = 4096) -> Any:
         """Class indices (n,) for inputs x, evaluated in chunks; does not disturb the backward cache."""

@@ -20,10 +20,13 @@ from fmnist.network.parameters import Parameter
 class Optimizer:
     """Base class: holds (data, grad) slots, the step count ``t`` and per-slot state arrays.
 
-    Subclasses name their state arrays in ``state_names`` and implement ``update(xp, data, g, state)``.
+    Subclasses name their state arrays in ``state_names`` and implement ``update(xp, data, g, state)``, the
+    readable reference. Over one model's flat buffer, ``step()`` runs the backend's fused kernel for ``rule``
+    instead (one pass, no temporaries) when the backend has one; set ``kernels = None`` for the reference path.
     """
 
     state_names: tuple[str, ...] = ()
+    rule = ""
 
     def __init__(self, params: Iterable[Parameter], lr: float = 1e-3, weight_decay: float = 0.0):
         params = list(params)
@@ -36,10 +39,14 @@ class Optimizer:
         self.params = params
         self.lr = float(lr)
         self.weight_decay = float(weight_decay)
+        names = inspect.signature(type(self).__init__).parameters
+        self._hyper_names = tuple(name for name in names if name not in ("self", "params"))
         self.t = 0
         owner = params[0].owner
+        self.kernels = None
         if owner is not None and [id(p) for p in owner.params] == [id(p) for p in params]:
-            self.slots = [(owner.data, owner.grad)]  # one fused update over the flat buffers
+            self.slots = [(owner.data, owner.grad)]  # one update over the flat buffers
+            self.kernels = owner.backend.kernels
         else:
             self.slots = [(p.data, p.grad) for p in params]
         self.xp = array_namespace(self.slots[0][0])
@@ -48,6 +55,11 @@ class Optimizer:
     def step(self) -> None:
         """Apply one update to every parameter from its current ``grad``."""
         self.t += 1
+        if self.kernels is not None and len(self.slots) == 1:
+            (data, grad), state = self.slots[0], self.state[0]
+            hyper = {name: float(value) for name, value in self.hyperparameters().items()}
+            self.kernels.optimizer_step(self.rule, data, grad, [state[n] for n in self.state_names], hyper, self.t)
+            return
         for (data, grad), state in zip(self.slots, self.state, strict=True):
             g = grad + self.weight_decay * data if self.weight_decay else grad
             self.update(self.xp, data, g, state)
@@ -62,8 +74,7 @@ class Optimizer:
 
     def hyperparameters(self) -> dict[str, float]:
         """The constructor's hyperparameters by name, for run records."""
-        names = inspect.signature(type(self).__init__).parameters
-        return {name: getattr(self, name) for name in names if name not in ("self", "params")}
+        return {name: getattr(self, name) for name in self._hyper_names}
 
     def state_dict(self) -> dict[str, Any]:
         """``{"t": step, "<slot>.<name>": array, ...}``: everything needed to resume exactly."""
@@ -93,12 +104,16 @@ class Optimizer:
 class SGD(Optimizer):
     """θ ← θ - lr·g."""
 
+    rule = "sgd"
+
     def update(self, xp: Any, data: Any, g: Any, state: dict[str, Any]) -> None:
         data -= self.lr * g
 
 
 class Momentum(Optimizer):
     """b ← μ·b + g;  θ ← θ - lr·b   (torch.optim.SGD with momentum=μ, dampening=0)."""
+
+    rule = "momentum"
 
     state_names = ("momentum_buffer",)
 
@@ -121,12 +136,16 @@ class Momentum(Optimizer):
 class Nesterov(Momentum):
     """b ← μ·b + g;  θ ← θ - lr·(g + μ·b)   (torch.optim.SGD with nesterov=True): the look-ahead gradient step."""
 
+    rule = "nag"
+
     def direction(self, g: Any, buf: Any) -> Any:
         return g + self.momentum * buf
 
 
 class RMSprop(Optimizer):
     """v ← β·v + (1-β)·g²;  θ ← θ - lr·g / (√v + ε)   (torch.optim.RMSprop with alpha=β)."""
+
+    rule = "rmsprop"
 
     state_names = ("square_avg",)
 
@@ -152,6 +171,8 @@ class RMSprop(Optimizer):
 
 class Adam(Optimizer):
     """m ← β₁m + (1-β₁)g;  v ← β₂v + (1-β₂)g²;  θ ← θ - lr·m̂ / (√v̂ + ε), m̂ = m/(1-β₁ᵗ), v̂ = v/(1-β₂ᵗ)."""
+
+    rule = "adam"
 
     state_names = ("exp_avg", "exp_avg_sq")
 
@@ -187,6 +208,8 @@ class Adam(Optimizer):
 
 class Nadam(Adam):
     """Adam with Nesterov momentum: θ ← θ - lr·(β₁m̂ + (1-β₁)·g/(1-β₁ᵗ)) / (√v̂ + ε)."""
+
+    rule = "nadam"
 
     def numerator(self, m_hat: Any, g: Any, bc1: float) -> Any:
         return self.beta1 * m_hat + ((1.0 - self.beta1) / bc1) * g

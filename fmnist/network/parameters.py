@@ -35,6 +35,7 @@ class FlatParameters:
 
     def __init__(self, backend: Any, shapes: list[tuple[str, tuple[int, ...]]]):
         xp = backend.xp
+        self.backend = backend
         sizes = [math.prod(shape) for _, shape in shapes]
         self.data = backend.zeros(sum(sizes))
         self.grad = backend.zeros(sum(sizes))

@@ -163,15 +163,12 @@ class Trainer:
             rows = run.order[start : min(start + bs, n)]
             x = self.train.features(rows)
             y = xp.take(self.train.labels, rows, axis=0)
-            logits = self.model.forward(x)
-            loss, dlogits = self.loss_fn(logits, y)
-            self.model.backward(dlogits)
             if self.lr_factor is not None:
                 self.optimizer.lr = self.base_lr * self.lr_factor(self.optimizer.t + 1)
-            self.optimizer.step()
+            loss, correct = self.model.train_step(x, y, self.loss_fn, self.optimizer)
             slot = len(self._sizes)
             self._losses[slot] = loss
-            self._correct[slot] = xp.sum(xp.astype(xp.argmax(logits, axis=1) == y, xp.int64))
+            self._correct[slot] = correct
             self._sizes.append(int(rows.shape[0]))
             run.position += 1
             if len(self._sizes) == self.report_every or run.position == steps:

@@ -81,3 +81,27 @@ def plot_confusion(matrix: np.ndarray, class_names: Sequence[str], path: str | o
             ax.text(j, i, f"{norm[i, j]:.2f}", ha="center", va="center", fontsize=7, color=color)
     ax.set_title(title or "confusion matrix (row-normalised)")
     _save(fig, path)
+
+
+def plot_throughput(results: Sequence[dict], path: str | os.PathLike, title: str = "") -> None:
+    """Samples per second against batch size, one line per (implementation, device), log-log."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 5))
+    series: dict[str, list[tuple[int, float]]] = {}
+    for r in results:
+        series.setdefault(f"{r['implementation']} ({r['device']})", []).append(
+            (r["batch_size"], r["samples_per_second"])
+        )
+    for label, points in series.items():
+        points.sort()
+        style = "o-" if label.startswith("fmnist") else "s--"
+        ax.plot([b for b, _ in points], [s for _, s in points], style, label=label, linewidth=2 if style == "o-" else 1)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("batch size")
+    ax.set_ylabel("training samples / s")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    if title:
+        ax.set_title(title)
+    _save(fig, path)
