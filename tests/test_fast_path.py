@@ -5,13 +5,14 @@ import subprocess
 
 import numpy as np
 import pytest
-from helpers import blobs
 
 from fmnist.backend import get_backend
 from fmnist.backend.cuda_kernels import OPTIMIZER_SOURCE
 from fmnist.backend.kernels import RULES, _compiled_step, _numpy_step
 from fmnist.data import DeviceData
 from fmnist.network import ACTIVATIONS, LOSSES, MLP, OPTIMIZERS, get_loss, get_optimizer
+
+from helpers import blobs
 
 HYPER = {"lr": 0.01, "momentum": 0.8, "beta": 0.9, "beta1": 0.85, "beta2": 0.99, "eps": 1e-7, "weight_decay": 1e-3}
 
