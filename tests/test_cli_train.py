@@ -251,8 +251,8 @@ def test_nan_loss_stops_with_epoch_step_and_hint_and_keeps_the_last_good_checkpo
     real = run_module.get_loss
     calls = {"n": 0}
 
-    def poisoned(name):
-        loss_fn = real(name)
+    def poisoned(name, **kwargs):
+        loss_fn = real(name, **kwargs)
 
         def wrapped(logits, y):
             loss, dlogits = loss_fn(logits, y)

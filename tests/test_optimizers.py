@@ -150,5 +150,10 @@ def test_get_optimizer_validates_names_and_values():
     with pytest.raises(ValueError, match="beta2"):
         get_optimizer("adam", params, beta2=1.0)
     opt = get_optimizer("SGD", params, lr=0.1, beta1=0.9, epsilon=1e-3)  # unused hyperparameters are ignored
-    assert opt.hyperparameters() == {"lr": 0.1, "weight_decay": 0.0}
+    assert opt.hyperparameters() == {
+        "lr": 0.1,
+        "weight_decay": 0.0,
+        "decoupled_weight_decay": False,
+        "max_grad_norm": None,
+    }
     assert get_optimizer("rmsprop", params, epsilon=1e-4).eps == 1e-4

@@ -123,6 +123,7 @@ class HostRNG:
     def __init__(self, backend: Backend, seed: int | tuple[int, ...] | None):
         self.backend = backend
         self._gen = np.random.Generator(np.random.PCG64(seed))
+        self._device_gen: Any = None
 
     def normal(self, shape: tuple[int, ...], std: float = 1.0) -> Any:
         """Normal(0, std²) samples as float32 on the device."""
@@ -138,7 +139,17 @@ class HostRNG:
         return self.backend.asarray(host)
 
     def random(self, shape: tuple[int, ...]) -> Any:
-        """Uniform[0, 1) samples as float32 on the device."""
+        """Uniform[0, 1) float32 samples drawn on the device itself (per-batch noise such as dropout masks).
+
+        On the CPU they come from this generator (so its ``state`` covers them); on the GPU from a CuPy generator
+        seeded once from this one, so no host-to-device copy happens per batch.
+        """
+        if self.backend.name == "gpu":
+            if self._device_gen is None:
+                import cupy
+
+                self._device_gen = cupy.random.default_rng(int(self._gen.integers(2**63)))
+            return self._device_gen.random(shape, dtype=np.float32)
         return self.backend.asarray(self._gen.random(shape, dtype=np.float32))
 
     def permutation(self, n: int) -> Any:

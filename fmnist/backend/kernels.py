@@ -95,6 +95,21 @@ class NumpyKernels:
             da *= tmp
         return da
 
+    def dropout(self, a: Any, uniform: Any, p: float, key: Any) -> tuple[Any, Any]:
+        """Inverted dropout: (a ⊙ keep / (1 - p), keep) with keep = uniform >= p, in workspaces for ``key``."""
+        keep = self.buffer(("keep", key), a.shape, np.bool_)
+        self.xp.greater_equal(uniform, p, out=keep)
+        out = self.buffer(("dropped", key), a.shape)
+        self.xp.multiply(a, keep, out=out)
+        out *= 1.0 / (1.0 - p)
+        return out, keep
+
+    def dropout_backward(self, da: Any, keep: Any, p: float) -> Any:
+        """da ⊙ keep / (1 - p), in place."""
+        self.xp.multiply(da, keep, out=da)
+        da *= 1.0 / (1.0 - p)
+        return da
+
     def matmul(self, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
         return self.xp.matmul(a, b, out=out)
 
@@ -103,8 +118,11 @@ class NumpyKernels:
 
     # --- loss ---------------------------------------------------------------------------------------------------
 
-    def softmax_cross_entropy(self, logits: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Mean cross-entropy and, in place of ``logits``, dL/dlogits = (softmax - onehot) / n."""
+    def softmax_cross_entropy(
+        self, logits: np.ndarray, y: np.ndarray, label_smoothing: float = 0.0
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Mean cross-entropy and, in place of ``logits``, dL/dlogits = (softmax - t) / n with targets
+        t = (1 - ε)·onehot + ε/K."""
         n = logits.shape[0]
         rows = self.buffer("rows", (n,), np.int64)
         if rows[-1] != n - 1:
@@ -113,6 +131,9 @@ class NumpyKernels:
         self.xp.max(logits, axis=1, keepdims=True, out=peak)
         logits -= peak
         picked = logits[rows, y]  # shifted logit of the true class (n,)
+        eps, k = label_smoothing, logits.shape[1]
+        if eps:
+            picked = (1.0 - eps) * picked + (eps / k) * self.xp.sum(logits, axis=1)
         self.xp.exp(logits, out=logits)
         total = self.buffer("total", (n, 1))
         self.xp.sum(logits, axis=1, keepdims=True, out=total)
@@ -120,7 +141,9 @@ class NumpyKernels:
         self.xp.reciprocal(total, out=total)
         total *= 1.0 / n
         logits *= total
-        logits[rows, y] -= 1.0 / n
+        if eps:
+            logits -= eps / (k * n)
+        logits[rows, y] -= (1.0 - eps) / n
         return loss, logits
 
     # --- optimizer ----------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from fmnist.cli.common import console, fail
-from fmnist.training.config import CHOICES, ConfigError, TrainConfig
+from fmnist.training.config import CHOICES, PRESETS, ConfigError, TrainConfig
 
 DEFAULTS = TrainConfig()
 
@@ -31,6 +31,7 @@ WeightInit = _choices("WeightInit", ("random", "Xavier", "he"))
 ActivationName = _choices("ActivationName", ("identity", "sigmoid", "tanh", "ReLU"))
 Schedule = _choices("Schedule", CHOICES["lr_schedule"])
 Device = _choices("Device", CHOICES["device"])
+Preset = _choices("Preset", tuple(PRESETS))
 
 
 def register(app: typer.Typer) -> None:
@@ -38,6 +39,7 @@ def register(app: typer.Typer) -> None:
 
 
 def train(
+    ctx: typer.Context,
     wandb_project: Annotated[
         str | None, typer.Option("--wandb_project", "-wp", help="W&B project (implies --wandb).", show_default=False)
     ] = None,
@@ -101,6 +103,38 @@ def train(
     warmup_epochs: Annotated[
         float, typer.Option("--warmup-epochs", help="Linear learning-rate warm-up, in epochs.")
     ] = DEFAULTS.warmup_epochs,
+    lr_step_epochs: Annotated[
+        int, typer.Option("--lr-step-epochs", help="With --lr-schedule step: epochs between decays.")
+    ] = DEFAULTS.lr_step_epochs,
+    lr_gamma: Annotated[
+        float, typer.Option("--lr-gamma", help="With --lr-schedule step: factor of each decay.")
+    ] = DEFAULTS.lr_gamma,
+    dropout: Annotated[
+        float, typer.Option("--dropout", help="Inverted-dropout rate of the hidden layers (off at evaluation).")
+    ] = DEFAULTS.dropout,
+    label_smoothing: Annotated[
+        float, typer.Option("--label-smoothing", help="Label smoothing ε of cross-entropy.")
+    ] = DEFAULTS.label_smoothing,
+    decoupled_weight_decay: Annotated[
+        bool,
+        typer.Option(
+            "--decoupled-weight-decay/--l2-weight-decay",
+            help="AdamW-style decay θ ← θ(1 - lr·w_d) instead of L2 added to the gradient.",
+        ),
+    ] = DEFAULTS.decoupled_weight_decay,
+    clip_grad_norm: Annotated[
+        float | None, typer.Option("--clip-grad-norm", help="Clip the global gradient L2 norm to this value.")
+    ] = None,
+    augment_shift: Annotated[
+        int, typer.Option("--augment-shift", help="Random shifts of training images by up to N pixels.")
+    ] = DEFAULTS.augment_shift,
+    augment_flip: Annotated[
+        bool, typer.Option("--augment-flip", help="Random horizontal flips of training images.")
+    ] = DEFAULTS.augment_flip,
+    preset: Annotated[
+        Preset | None,
+        typer.Option("--preset", help="A named configuration (best: the most accurate); your flags still win."),
+    ] = None,
     standardize: Annotated[
         bool, typer.Option("--standardize/--no-standardize", help="Standardise pixels with train mean/std.")
     ] = DEFAULTS.standardize,
@@ -122,37 +156,53 @@ def train(
             fail(str(err), 2)
         run_dir = resume
     else:
+        values = dict(
+            dataset=dataset.value,
+            epochs=epochs,
+            batch_size=batch_size,
+            loss=loss.value,
+            optimizer=optimizer.value,
+            learning_rate=learning_rate,
+            momentum=momentum,
+            beta=beta,
+            beta1=beta1,
+            beta2=beta2,
+            epsilon=epsilon,
+            weight_decay=weight_decay,
+            weight_init=weight_init.value,
+            num_layers=num_layers,
+            hidden_size=hidden_size,
+            hidden_sizes=hidden_sizes,
+            activation=activation.value,
+            device=device.value,
+            seed=seed,
+            val_fraction=val_fraction,
+            patience=patience,
+            lr_schedule=lr_schedule.value,
+            warmup_epochs=warmup_epochs,
+            lr_step_epochs=lr_step_epochs,
+            lr_gamma=lr_gamma,
+            dropout=dropout,
+            label_smoothing=label_smoothing,
+            decoupled_weight_decay=decoupled_weight_decay,
+            max_grad_norm=clip_grad_norm,
+            augment_shift=augment_shift,
+            augment_flip=augment_flip,
+            standardize=standardize,
+            wandb=wandb or wandb_project is not None or wandb_entity is not None,
+            wandb_project=wandb_project or DEFAULTS.wandb_project,
+            wandb_entity=wandb_entity,
+            data_dir=str(data_dir) if data_dir is not None else None,
+        )
+        if preset is not None:
+            given = {name for name in ctx.params if _from_command_line(ctx, name)}
+            given |= {"max_grad_norm"} if "clip_grad_norm" in given else set()
+            if {"num_layers", "hidden_size"} & given:
+                given.add("hidden_sizes")  # -nhl/-sz replace the preset's widths
+            values.update({k: v for k, v in PRESETS[preset.value].items() if k not in given})
         try:
-            config = TrainConfig(
-                dataset=dataset.value,
-                epochs=epochs,
-                batch_size=batch_size,
-                loss=loss.value,
-                optimizer=optimizer.value,
-                learning_rate=learning_rate,
-                momentum=momentum,
-                beta=beta,
-                beta1=beta1,
-                beta2=beta2,
-                epsilon=epsilon,
-                weight_decay=weight_decay,
-                weight_init=weight_init.value,
-                num_layers=num_layers,
-                hidden_size=hidden_size,
-                hidden_sizes=_parse_sizes(hidden_sizes),
-                activation=activation.value,
-                device=device.value,
-                seed=seed,
-                val_fraction=val_fraction,
-                patience=patience,
-                lr_schedule=lr_schedule.value,
-                warmup_epochs=warmup_epochs,
-                standardize=standardize,
-                wandb=wandb or wandb_project is not None or wandb_entity is not None,
-                wandb_project=wandb_project or DEFAULTS.wandb_project,
-                wandb_entity=wandb_entity,
-                data_dir=str(data_dir) if data_dir is not None else None,
-            )
+            values["hidden_sizes"] = _parse_sizes(values["hidden_sizes"])
+            config = TrainConfig(**values)
         except ConfigError as err:
             fail(str(err), 2)
         run_dir = out if out is not None else default_run_dir(config)
@@ -163,9 +213,14 @@ def train(
     run_training(config, run_dir, resume=resume is not None)
 
 
-def _parse_sizes(text: str | None) -> tuple[int, ...] | None:
-    if text is None:
-        return None
+def _from_command_line(ctx: typer.Context, name: str) -> bool:
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT")
+
+
+def _parse_sizes(text: str | tuple[int, ...] | None) -> tuple[int, ...] | None:
+    if text is None or isinstance(text, tuple):
+        return text
     try:
         sizes = tuple(int(part) for part in text.split(",") if part.strip())
     except ValueError:

@@ -3,6 +3,7 @@ gradient with respect to the logits, ready for ``MLP.backward``."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -30,12 +31,17 @@ def softmax(xp: Any, logits: Any) -> Any:
     return e / xp.sum(e, axis=1, keepdims=True)
 
 
-def cross_entropy(logits: Any, y: Any) -> tuple[Any, Any]:
-    """L = -(1/n) Σᵢ log softmax(zᵢ)[yᵢ];  dL/dz = (softmax(z) - onehot(y)) / n."""
+def cross_entropy(logits: Any, y: Any, label_smoothing: float = 0.0) -> tuple[Any, Any]:
+    """L = -(1/n) Σᵢ Σₖ tᵢₖ log softmax(zᵢ)ₖ;  dL/dz = (softmax(z) - t) / n,
+
+    with targets t = (1 - ε)·onehot(y) + ε/K (ε = ``label_smoothing``; ε = 0 is the usual one-hot loss).
+    """
     xp = array_namespace(logits)
     n, k = logits.shape
     logp = log_softmax(xp, logits)
     target = one_hot(xp, y, k, logits.dtype)
+    if label_smoothing:
+        target = (1.0 - label_smoothing) * target + label_smoothing / k
     loss = -xp.sum(logp * target) / n
     dlogits = (xp.exp(logp) - target) / n
     return loss, dlogits
@@ -60,9 +66,26 @@ def mean_squared_error(logits: Any, y: Any) -> tuple[Any, Any]:
 LOSSES: dict[str, LossFn] = {"cross_entropy": cross_entropy, "mean_squared_error": mean_squared_error}
 
 
-def get_loss(name: str) -> LossFn:
+def get_loss(name: str, label_smoothing: float = 0.0) -> LossFn:
     """Return the loss called ``name`` (``cross_entropy mean_squared_error``).
 
-    The loss is called as ``loss(logits, y) -> (loss, dlogits)``.
+    The loss is called as ``loss(logits, y) -> (loss, dlogits)``. ``label_smoothing`` (cross-entropy only)
+    mixes the one-hot targets with the uniform distribution.
     """
-    return lookup("loss", name, LOSSES)
+    loss = lookup("loss", name, LOSSES)
+    if not 0 <= label_smoothing < 1:
+        raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+    if label_smoothing:
+        if loss is not cross_entropy:
+            raise ValueError("label smoothing applies to cross_entropy only")
+        return functools.partial(cross_entropy, label_smoothing=float(label_smoothing))
+    return loss
+
+
+def fused_cross_entropy(loss: LossFn) -> float | None:
+    """The label smoothing of ``loss`` if it is (smoothed) cross-entropy, which fused kernels compute; else None."""
+    if loss is cross_entropy:
+        return 0.0
+    if isinstance(loss, functools.partial) and loss.func is cross_entropy:
+        return float(loss.keywords.get("label_smoothing", 0.0))
+    return None

@@ -28,7 +28,14 @@ class Optimizer:
     state_names: tuple[str, ...] = ()
     rule = ""
 
-    def __init__(self, params: Iterable[Parameter], lr: float = 1e-3, weight_decay: float = 0.0):
+    def __init__(
+        self,
+        params: Iterable[Parameter],
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        decoupled_weight_decay: bool = False,
+        max_grad_norm: float | None = None,
+    ):
         params = list(params)
         if not params:
             raise ValueError("the optimizer got no parameters")
@@ -36,11 +43,16 @@ class Optimizer:
             raise ValueError(f"lr must be > 0, got {lr}")
         if not weight_decay >= 0:
             raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
+        if max_grad_norm is not None and not max_grad_norm > 0:
+            raise ValueError(f"max_grad_norm must be > 0, got {max_grad_norm}")
+        self.decoupled_weight_decay = bool(decoupled_weight_decay)
+        self.max_grad_norm = None if max_grad_norm is None else float(max_grad_norm)
         self.params = params
         self.lr = float(lr)
         self.weight_decay = float(weight_decay)
-        names = inspect.signature(type(self).__init__).parameters
-        self._hyper_names = tuple(name for name in names if name not in ("self", "params"))
+        names = list(inspect.signature(type(self).__init__).parameters)
+        names += ["decoupled_weight_decay", "max_grad_norm"]
+        self._hyper_names = tuple(dict.fromkeys(n for n in names if n not in ("self", "params", "options")))
         self.t = 0
         owner = params[0].owner
         self.kernels = None
@@ -51,18 +63,41 @@ class Optimizer:
             self.slots = [(p.data, p.grad) for p in params]
         self.xp = array_namespace(self.slots[0][0])
         self.state = [{name: self.xp.zeros_like(data) for name in self.state_names} for data, _ in self.slots]
+        self._kernel_hyper = tuple(
+            n for n in self._hyper_names if n in ("lr", "momentum", "beta", "beta1", "beta2", "eps")
+        )
 
     def step(self) -> None:
-        """Apply one update to every parameter from its current ``grad``."""
+        """Apply one update to every parameter from its current ``grad``.
+
+        Before the rule: gradient-norm clipping (g ← g·min(1, c/‖g‖) over all parameters together) and, with
+        ``decoupled_weight_decay`` (AdamW-style), θ ← θ(1 - lr·λ) instead of adding λθ to the gradient.
+        """
         self.t += 1
+        if self.max_grad_norm is not None:
+            self._clip_gradients()
+        l2 = self.weight_decay
+        if self.decoupled_weight_decay and l2:
+            for data, _ in self.slots:
+                data *= 1.0 - self.lr * l2
+            l2 = 0.0
         if self.kernels is not None and len(self.slots) == 1:
             (data, grad), state = self.slots[0], self.state[0]
-            hyper = {name: float(value) for name, value in self.hyperparameters().items()}
+            hyper = {name: float(getattr(self, name)) for name in self._kernel_hyper}
+            hyper["weight_decay"] = l2
             self.kernels.optimizer_step(self.rule, data, grad, [state[n] for n in self.state_names], hyper, self.t)
             return
         for (data, grad), state in zip(self.slots, self.state, strict=True):
-            g = grad + self.weight_decay * data if self.weight_decay else grad
+            g = grad + l2 * data if l2 else grad
             self.update(self.xp, data, g, state)
+
+    def _clip_gradients(self) -> None:
+        xp = self.xp
+        squares = [xp.sum(grad * grad) for _, grad in self.slots]
+        norm = xp.sqrt(sum(squares[1:], squares[0]))
+        scale = xp.minimum(1.0 / (norm + 1e-6) * self.max_grad_norm, 1.0)  # a device scalar: no host sync
+        for _, grad in self.slots:
+            grad *= scale
 
     def update(self, xp: Any, data: Any, g: Any, state: dict[str, Any]) -> None:
         raise NotImplementedError
@@ -117,11 +152,18 @@ class Momentum(Optimizer):
 
     state_names = ("momentum_buffer",)
 
-    def __init__(self, params: Iterable[Parameter], lr: float = 1e-2, momentum: float = 0.9, weight_decay: float = 0.0):
+    def __init__(
+        self,
+        params: Iterable[Parameter],
+        lr: float = 1e-2,
+        momentum: float = 0.9,
+        weight_decay: float = 0.0,
+        **options: Any,
+    ):
         if not 0 <= momentum < 1:
             raise ValueError(f"momentum must be in [0, 1), got {momentum}")
         self.momentum = float(momentum)
-        super().__init__(params, lr=lr, weight_decay=weight_decay)
+        super().__init__(params, lr=lr, weight_decay=weight_decay, **options)
 
     def update(self, xp: Any, data: Any, g: Any, state: dict[str, Any]) -> None:
         buf = state["momentum_buffer"]
@@ -156,11 +198,12 @@ class RMSprop(Optimizer):
         beta: float = 0.9,
         eps: float = 1e-8,
         weight_decay: float = 0.0,
+        **options: Any,
     ):
         _check_beta("beta", beta)
         _check_eps(eps)
         self.beta, self.eps = float(beta), float(eps)
-        super().__init__(params, lr=lr, weight_decay=weight_decay)
+        super().__init__(params, lr=lr, weight_decay=weight_decay, **options)
 
     def update(self, xp: Any, data: Any, g: Any, state: dict[str, Any]) -> None:
         v = state["square_avg"]
@@ -184,12 +227,13 @@ class Adam(Optimizer):
         beta2: float = 0.999,
         eps: float = 1e-8,
         weight_decay: float = 0.0,
+        **options: Any,
     ):
         _check_beta("beta1", beta1)
         _check_beta("beta2", beta2)
         _check_eps(eps)
         self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
-        super().__init__(params, lr=lr, weight_decay=weight_decay)
+        super().__init__(params, lr=lr, weight_decay=weight_decay, **options)
 
     def update(self, xp: Any, data: Any, g: Any, state: dict[str, Any]) -> None:
         m, v = state["exp_avg"], state["exp_avg_sq"]
@@ -234,7 +278,17 @@ OPTIMIZERS: dict[str, type[Optimizer]] = {
     "nadam": Nadam,
 }
 
-HYPERPARAMETERS = ("lr", "momentum", "beta", "beta1", "beta2", "eps", "weight_decay")
+HYPERPARAMETERS = (
+    "lr",
+    "momentum",
+    "beta",
+    "beta1",
+    "beta2",
+    "eps",
+    "weight_decay",
+    "decoupled_weight_decay",
+    "max_grad_norm",
+)
 
 
 def get_optimizer(name: str, params: Iterable[Parameter], **hyperparameters: float) -> Optimizer:
@@ -253,5 +307,5 @@ def get_optimizer(name: str, params: Iterable[Parameter], **hyperparameters: flo
     unknown = set(hyperparameters) - set(HYPERPARAMETERS)
     if unknown:
         raise TypeError(f"unknown optimizer hyperparameter(s) {sorted(unknown)}; valid: {', '.join(HYPERPARAMETERS)}")
-    accepted = inspect.signature(cls.__init__).parameters
+    accepted = set(inspect.signature(cls.__init__).parameters) | {"decoupled_weight_decay", "max_grad_norm"}
     return cls(params, **{k: v for k, v in hyperparameters.items() if k in accepted})

@@ -13,7 +13,29 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "weight_init": ("random", "xavier", "he"),
     "activation": ("identity", "sigmoid", "tanh", "relu"),
     "device": ("cpu", "gpu", "auto"),
-    "lr_schedule": ("constant", "cosine"),
+    "lr_schedule": ("constant", "cosine", "step"),
+}
+
+
+# Named configurations for `fmnist train --preset NAME`: options given on the command line still win.
+PRESETS: dict[str, dict[str, Any]] = {
+    "best": {
+        "hidden_sizes": (1024, 512),
+        "epochs": 60,
+        "batch_size": 128,
+        "optimizer": "adam",
+        "learning_rate": 1e-3,
+        "weight_decay": 5e-4,
+        "decoupled_weight_decay": True,
+        "dropout": 0.3,
+        "label_smoothing": 0.1,
+        "lr_schedule": "cosine",
+        "warmup_epochs": 1.0,
+        "augment_shift": 2,
+        "augment_flip": True,
+        "weight_init": "he",
+        "activation": "relu",
+    },
 }
 
 
@@ -52,6 +74,14 @@ class TrainConfig:
     patience: int | None = None
     lr_schedule: str = "cosine"
     warmup_epochs: float = 0.0
+    lr_step_epochs: int = 10
+    lr_gamma: float = 0.1
+    dropout: float = 0.0
+    label_smoothing: float = 0.0
+    decoupled_weight_decay: bool = False
+    max_grad_norm: float | None = None
+    augment_shift: int = 0
+    augment_flip: bool = False
     standardize: bool = True
     wandb: bool = False
     wandb_project: str = "fmnist"
@@ -99,8 +129,22 @@ class TrainConfig:
             raise ConfigError(f"--epsilon must be > 0, got {self.epsilon}")
         if not self.weight_decay >= 0:
             raise ConfigError(f"--weight_decay must be >= 0, got {self.weight_decay}")
-        if not 0 <= self.warmup_epochs < self.epochs:
-            raise ConfigError(f"--warmup-epochs must be in [0, epochs), got {self.warmup_epochs}")
+        if not self.warmup_epochs >= 0:
+            raise ConfigError(f"--warmup-epochs must be >= 0, got {self.warmup_epochs}")
+        if self.lr_step_epochs <= 0:
+            raise ConfigError(f"--lr-step-epochs must be > 0, got {self.lr_step_epochs}")
+        if not 0 < self.lr_gamma <= 1:
+            raise ConfigError(f"--lr-gamma must be in (0, 1], got {self.lr_gamma}")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"--dropout must be in [0, 1), got {self.dropout}")
+        if not 0 <= self.label_smoothing < 1:
+            raise ConfigError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.label_smoothing and self.loss != "cross_entropy":
+            raise ConfigError("--label-smoothing applies to --loss cross_entropy only")
+        if self.max_grad_norm is not None and not self.max_grad_norm > 0:
+            raise ConfigError(f"--clip-grad-norm must be > 0, got {self.max_grad_norm}")
+        if not 0 <= self.augment_shift <= 8:
+            raise ConfigError(f"--augment-shift must be in 0..8 pixels, got {self.augment_shift}")
         if self.patience is not None and self.patience <= 0:
             raise ConfigError(f"--patience must be > 0, got {self.patience}")
 
@@ -113,7 +157,7 @@ class TrainConfig:
         """Layer widths of the MLP, input first."""
         return [num_features, *self.hidden, num_classes]
 
-    def optimizer_kwargs(self) -> dict[str, float]:
+    def optimizer_kwargs(self) -> dict[str, Any]:
         """Hyperparameters for ``get_optimizer`` (those the chosen rule does not use are ignored there)."""
         return {
             "lr": self.learning_rate,
@@ -123,6 +167,8 @@ class TrainConfig:
             "beta2": self.beta2,
             "eps": self.epsilon,
             "weight_decay": self.weight_decay,
+            "decoupled_weight_decay": self.decoupled_weight_decay,
+            "max_grad_norm": self.max_grad_norm,
         }
 
     def to_dict(self) -> dict[str, Any]:

@@ -89,6 +89,8 @@ class Trainer:
         rng: the backend ``HostRNG`` used to shuffle each epoch.
         patience: stop when the validation loss has not improved for this many epochs (``None``: never).
         lr_factor: multiplier of the optimizer's base learning rate for step t = 1, 2, ... (``None``: constant).
+        noise_rng: the backend ``HostRNG`` for dropout masks and augmentation (default: ``rng``).
+        augment: ``augment(x, rng) -> x`` applied to each training batch on the device.
         report_every: steps between host reads of the running loss (progress, divergence check).
     """
 
@@ -101,6 +103,8 @@ class Trainer:
     rng: Any
     patience: int | None = None
     lr_factor: Callable[[int], float] | None = None
+    noise_rng: Any = None
+    augment: Callable[[Any, Any], Any] | None = None
     report_every: int = 0
     history: list[EpochMetrics] = field(default_factory=list)
     best_epoch: int = 0
@@ -114,6 +118,8 @@ class Trainer:
             self.report_every = max(1, 8192 // self.batch_size)
         be = self.model.backend
         self.base_lr = self.optimizer.lr
+        if self.noise_rng is None:
+            self.noise_rng = self.rng
         self._losses = be.zeros(self.report_every)
         self._correct = be.zeros(self.report_every, dtype=be.xp.int64)
         self._sizes: list[int] = []
@@ -162,10 +168,12 @@ class Trainer:
             start = run.position * bs
             rows = run.order[start : min(start + bs, n)]
             x = self.train.features(rows)
+            if self.augment is not None:
+                x = self.augment(x, self.noise_rng)
             y = xp.take(self.train.labels, rows, axis=0)
             if self.lr_factor is not None:
                 self.optimizer.lr = self.base_lr * self.lr_factor(self.optimizer.t + 1)
-            loss, correct = self.model.train_step(x, y, self.loss_fn, self.optimizer)
+            loss, correct = self.model.train_step(x, y, self.loss_fn, self.optimizer, self.noise_rng)
             slot = len(self._sizes)
             self._losses[slot] = loss
             self._correct[slot] = correct
@@ -240,6 +248,7 @@ class Trainer:
             "epoch": self.epoch,
             "optimizer_t": self.optimizer.t,
             "rng_state": self.rng.state,
+            "noise_rng_state": self.noise_rng.state,
             "history": [m.to_dict() for m in self.history],
             "best_epoch": self.best_epoch,
             "best_val_loss": self.best_val_loss if math.isfinite(self.best_val_loss) else None,
@@ -258,6 +267,7 @@ class Trainer:
                 opt_state[key.removeprefix("optimizer.")] = be.asarray(value, dtype=be.dtype)
         self.optimizer.load_state_dict(opt_state)
         self.rng.state = meta["rng_state"]
+        self.noise_rng.state = meta["noise_rng_state"]
         self.history = [EpochMetrics(**m) for m in meta["history"]]
         self.best_epoch = int(meta["best_epoch"])
         self.best_val_loss = math.inf if meta["best_val_loss"] is None else float(meta["best_val_loss"])

@@ -21,6 +21,7 @@ import numpy as np
 from fmnist import __version__
 from fmnist.backend import Backend, get_backend
 from fmnist.data import Dataset, DeviceData, load_dataset, pixel_stats, stratified_split
+from fmnist.data.augment import augment_batch
 from fmnist.network import MLP, get_loss, get_optimizer
 from fmnist.training.atomic import atomic_write
 from fmnist.training.checkpoint import CheckpointError, load_archive, save_archive
@@ -100,22 +101,35 @@ def build(config: TrainConfig, backend: Backend, splits: Splits) -> Trainer:
         weight_init=config.weight_init,
         backend=backend,
         seed=config.seed,
+        dropout=config.dropout,
     )
     optimizer = get_optimizer(config.optimizer, model.parameters(), **config.optimizer_kwargs())
     steps_per_epoch = math.ceil(splits.train.n / config.batch_size)
     schedule = lr_factor(
-        config.lr_schedule, config.epochs * steps_per_epoch, round(config.warmup_epochs * steps_per_epoch)
+        config.lr_schedule,
+        config.epochs * steps_per_epoch,
+        round(config.warmup_epochs * steps_per_epoch),
+        step_every=config.lr_step_epochs * steps_per_epoch,
+        gamma=config.lr_gamma,
     )
+    augment = None
+    if config.augment_shift or config.augment_flip:
+
+        def augment(x: Any, rng: Any) -> Any:
+            return augment_batch(backend, x, rng, max_shift=config.augment_shift, flip=config.augment_flip)
+
     return Trainer(
         model=model,
         optimizer=optimizer,
-        loss_fn=get_loss(config.loss),
+        loss_fn=get_loss(config.loss, label_smoothing=config.label_smoothing),
         train=splits.train,
         val=splits.val,
         batch_size=config.batch_size,
         rng=backend.rng((config.seed, 1)),  # its own stream: shuffles do not depend on the weight draws
         patience=config.patience,
         lr_factor=None if config.lr_schedule == "constant" and not config.warmup_epochs else schedule,
+        noise_rng=backend.rng((config.seed, 2)),  # dropout masks and augmentation
+        augment=augment,
     )
 
 

@@ -5,14 +5,17 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-SCHEDULES = ("constant", "cosine")
+SCHEDULES = ("constant", "cosine", "step")
 
 
-def lr_factor(name: str, total_steps: int, warmup_steps: int = 0) -> Callable[[int], float]:
+def lr_factor(
+    name: str, total_steps: int, warmup_steps: int = 0, step_every: int = 0, gamma: float = 0.1
+) -> Callable[[int], float]:
     """The multiplier for step t = 1, 2, ... of a run of ``total_steps`` steps.
 
-    ``constant``: 1. ``cosine``: linear warm-up over ``warmup_steps``, then ½(1 + cos(π·p)) with p the fraction
-    of the remaining steps done, decaying to 0 at the last step.
+    All schedules start with a linear warm-up over ``warmup_steps``. ``constant``: 1. ``cosine``: ½(1 + cos(π·p))
+    with p the fraction of the remaining steps done, decaying to 0 at the last step. ``step``: ``gamma`` to the
+    power of the number of whole ``step_every`` periods done.
     """
     if name not in SCHEDULES:
         raise ValueError(f"unknown learning-rate schedule {name!r}; valid: {', '.join(SCHEDULES)}")
@@ -28,4 +31,9 @@ def lr_factor(name: str, total_steps: int, warmup_steps: int = 0) -> Callable[[i
         progress = (t - warmup_steps) / max(1, total_steps - warmup_steps)
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
-    return cosine if name == "cosine" else constant
+    def step(t: int) -> float:
+        if warmup_steps and t <= warmup_steps:
+            return t / warmup_steps
+        return gamma ** ((t - 1) // step_every) if step_every > 0 else 1.0
+
+    return {"cosine": cosine, "step": step, "constant": constant}[name]
