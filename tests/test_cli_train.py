@@ -399,3 +399,55 @@ def test_one_epoch_on_the_real_data_beats_80_percent(tmp_path, monkeypatch):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["test_accuracy"] > 0.80
     assert "system: /usr/share/datasets/fashion-mnist" in result.output
+
+
+def test_preset_best_applies_its_values_and_command_line_flags_win(tmp_path):
+    out = tmp_path / "run"
+    result = invoke("train", "--preset", "best", "-e", "1", "-b", "64", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "config.json").read_text())
+    assert config["epochs"] == 1  # given on the command line
+    assert config["batch_size"] == 64
+    assert config["dropout"] == 0.3  # from the preset
+    assert config["hidden_sizes"] == [1024, 512]
+    assert config["augment_flip"] is True
+    assert config["decoupled_weight_decay"] is True
+    result = invoke("train", "--preset", "best", "-e", "1", "-nhl", "1", "-sz", "32", "--out", str(tmp_path / "r2"))
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "r2" / "config.json").read_text())["hidden_sizes"] is None
+
+
+def test_resume_is_exact_with_dropout_and_augmentation(tmp_path):
+    config = TrainConfig(
+        epochs=2, batch_size=32, hidden_size=32, num_layers=1, dropout=0.3, augment_shift=2, augment_flip=True
+    )
+    train_run(config, tmp_path / "straight")
+    calls = {"n": 0}
+
+    def stop() -> bool:
+        calls["n"] += 1
+        return calls["n"] == 17 + 3
+
+    with pytest.raises(TrainingInterrupted):
+        train_run(config, tmp_path / "resumed", RunCallbacks(should_stop=stop))
+    assert invoke("train", "--resume", str(tmp_path / "resumed")).exit_code == 0
+    a, b = np.load(tmp_path / "straight" / "model.npz"), np.load(tmp_path / "resumed" / "model.npz")
+    for name in a.files:
+        np.testing.assert_array_equal(a[name], b[name])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--dropout", "1.0"], "--dropout must be in [0, 1)"),
+        (["--label-smoothing", "0.1", "-l", "mean_squared_error"], "cross_entropy only"),
+        (["--clip-grad-norm", "0"], "--clip-grad-norm must be > 0"),
+        (["--augment-shift", "20"], "--augment-shift must be in 0..8"),
+        (["--lr-schedule", "step", "--lr-gamma", "0"], "--lr-gamma must be in (0, 1]"),
+        (["--preset", "fastest"], "fastest"),
+    ],
+)
+def test_bad_regularisation_options_exit_2(tmp_path, args, message):
+    result = invoke("train", *args, "--out", str(tmp_path / "run"))
+    assert result.exit_code == 2, result.output
+    assert message in result.output
