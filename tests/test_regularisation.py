@@ -3,7 +3,6 @@ schedule and on-device augmentation — gradient checks where there is a backwar
 
 import numpy as np
 import pytest
-from test_gradients import numerical_gradient, relative_error
 
 from fmnist.backend import get_backend
 from fmnist.data.augment import augment_batch
@@ -11,6 +10,7 @@ from fmnist.network import MLP, get_loss, get_optimizer
 from fmnist.training.schedules import lr_factor
 
 from helpers import blobs
+from test_gradients import numerical_gradient, relative_error
 
 
 @pytest.mark.parametrize("activation", ["relu", "sigmoid", "tanh"])

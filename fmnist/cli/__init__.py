@@ -37,10 +37,11 @@ def _root(
 
 
 def _register() -> None:
-    from fmnist.cli import bench, data, evaluate, info, train
+    from fmnist.cli import bench, data, evaluate, info, sweep, train
 
     train.register(app)
     evaluate.register(app)
+    sweep.register(app)
     bench.register(app)
     data.register(app)
     info.register(app)

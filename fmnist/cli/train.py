@@ -129,8 +129,12 @@ def train(
         int, typer.Option("--augment-shift", help="Random shifts of training images by up to N pixels.")
     ] = DEFAULTS.augment_shift,
     augment_flip: Annotated[
-        bool, typer.Option("--augment-flip", help="Random horizontal flips of training images.")
+        bool, typer.Option("--augment-flip/--no-augment-flip", help="Random horizontal flips of training images.")
     ] = DEFAULTS.augment_flip,
+    config_file: Annotated[
+        Path | None,
+        typer.Option("--config", help="A configuration file (JSON or YAML, e.g. best_config.json); flags still win."),
+    ] = None,
     preset: Annotated[
         Preset | None,
         typer.Option("--preset", help="A named configuration (best: the most accurate); your flags still win."),
@@ -194,12 +198,14 @@ def train(
             wandb_entity=wandb_entity,
             data_dir=str(data_dir) if data_dir is not None else None,
         )
-        if preset is not None:
-            given = {name for name in ctx.params if _from_command_line(ctx, name)}
-            given |= {"max_grad_norm"} if "clip_grad_norm" in given else set()
-            if {"num_layers", "hidden_size"} & given:
-                given.add("hidden_sizes")  # -nhl/-sz replace the preset's widths
-            values.update({k: v for k, v in PRESETS[preset.value].items() if k not in given})
+        given = {name for name in ctx.params if _from_command_line(ctx, name)}
+        given |= {"max_grad_norm"} if "clip_grad_norm" in given else set()
+        if {"num_layers", "hidden_size"} & given:
+            given.add("hidden_sizes")  # -nhl/-sz replace the preset's or file's widths
+        layered: dict[str, Any] = dict(PRESETS[preset.value]) if preset is not None else {}
+        if config_file is not None:
+            layered.update(_read_config_file(config_file))
+        values.update({k: v for k, v in layered.items() if k not in given})
         try:
             values["hidden_sizes"] = _parse_sizes(values["hidden_sizes"])
             config = TrainConfig(**values)
@@ -211,6 +217,24 @@ def train(
     if config.wandb and importlib.util.find_spec("wandb") is None:
         fail("--wandb needs the wandb package: pip install 'fmnist[wandb]' (set WANDB_MODE=offline without network)", 2)
     run_training(config, run_dir, resume=resume is not None)
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    """Option values from a JSON/YAML file, keyed by ``TrainConfig`` field (option names are accepted)."""
+    from fmnist.sweep.spec import SweepError, config_name, load_mapping
+
+    if not path.is_file():
+        fail(f"--config: {path} does not exist", 2)
+    try:
+        raw = load_mapping(path)
+        if not isinstance(raw, dict):
+            raise SweepError(f"{path} must hold a mapping of option names to values")
+        values = {config_name(key): value for key, value in raw.items() if key not in ("environment", "normalization")}
+    except SweepError as err:
+        fail(f"--config: {err}", 2)
+    if isinstance(values.get("hidden_sizes"), list):
+        values["hidden_sizes"] = tuple(values["hidden_sizes"])
+    return values
 
 
 def _from_command_line(ctx: typer.Context, name: str) -> bool:

@@ -1,0 +1,264 @@
+"""`fmnist sweep`: W&B-style files on Optuna; methods, exact grids, pruning, shared studies across processes."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from fmnist.cli import app
+from fmnist.data import FASHION_MNIST, registry
+from fmnist.sweep import SweepError, SweepOptions, parse_sweep, run_sweep
+from fmnist.sweep.spec import config_from_mapping, run_name
+from fmnist.training.config import TrainConfig
+
+from helpers import learnable_arrays, write_tiny_mnist
+
+optuna = pytest.importorskip("optuna", reason="Optuna is not installed (pip install 'fmnist[sweep]')")
+runner = CliRunner()
+SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
+TINY = {"epochs": {"value": 2}, "batch_size": {"value": 64}, "hidden_size": {"value": 16}}
+
+
+@pytest.fixture(autouse=True)
+def tiny_fashion(tmp_path, monkeypatch):
+    monkeypatch.setenv("FMNIST_CACHE_DIR", str(tmp_path / "cache"))
+    spec, _ = write_tiny_mnist(tmp_path / "data", learnable_arrays(), base=FASHION_MNIST)
+    monkeypatch.setitem(registry.DATASETS, "fashion-mnist", spec)
+    monkeypatch.setenv("FMNIST_DATA_DIR", str(tmp_path / "data"))
+
+
+def options(tmp_path: Path, trials: int, **kwargs) -> SweepOptions:
+    return SweepOptions(out=tmp_path / "sweep", trials=trials, base=TrainConfig(), **kwargs)
+
+
+def complete(study) -> list:
+    return [t for t in study.get_trials() if t.state == optuna.trial.TrialState.COMPLETE]
+
+
+def test_sweep_file_parsing_and_names():
+    spec = parse_sweep(
+        {
+            "method": "bayes",
+            "metric": {"name": "val_loss", "goal": "minimize"},
+            "parameters": {
+                "-lr": {"min": "1e-4", "max": 1e-2, "distribution": "log_uniform_values"},
+                "nhl": {"values": [1, 2]},
+                "hidden-sizes": {"value": [64, 32]},
+                "w_d": {"min": 0.0, "max": 0.1},
+            },
+            "early_terminate": {"type": "hyperband", "min_iter": 2},
+        }
+    )
+    names = {p.name: p for p in spec.params}
+    assert set(names) == {"learning_rate", "num_layers", "hidden_sizes", "weight_decay"}
+    assert names["learning_rate"].distribution == "log_uniform_values"
+    assert names["weight_decay"].distribution == "uniform"
+    assert spec.fixed == {"hidden_sizes": (64, 32)}
+    assert spec.hyperband == {"min_iter": 2, "eta": 3}
+    assert spec.goal == "minimize"
+    for bad, message in [
+        ({"method": "evolution", "parameters": {"e": {"value": 1}}}, "method"),
+        ({"parameters": {"learning_rates": {"value": 1}}}, "unknown parameter"),
+        ({"method": "grid", "parameters": {"lr": {"min": 0.1, "max": 1.0}}}, "grid needs"),
+        ({"parameters": {"lr": {"min": 1.0, "max": 0.1}}}, "min must be < max"),
+        ({"metric": {"name": "f1"}, "parameters": {"e": {"value": 1}}}, "metric.name"),
+    ]:
+        with pytest.raises(SweepError, match=message):
+            parse_sweep(bad)
+
+
+def test_run_names_and_configs_from_option_names():
+    assert run_name(7, {"num_layers": 3, "batch_size": 16, "activation": "tanh", "optimizer": "adam"}) == (
+        "t007_hl-3_bs-16_act-tanh_opt-adam"
+    )
+    config = config_from_mapping({"lr": 0.01, "nhl": 1, "hidden-sizes": "32,16", "a": "ReLU"})
+    assert (config.learning_rate, config.num_layers, config.hidden_sizes, config.activation) == (
+        0.01,
+        1,
+        (32, 16),
+        "relu",
+    )
+
+
+def test_grid_covers_every_point_exactly_once(tmp_path):
+    spec = parse_sweep(
+        {"method": "grid", "parameters": {**TINY, "num_layers": {"values": [1, 2]}, "o": {"values": ["sgd", "adam"]}}}
+    )
+    study = run_sweep(spec, options(tmp_path, trials=50))  # capped at the grid's 4 points
+    points = sorted((t.params["num_layers"], t.params["optimizer"]) for t in complete(study))
+    assert points == [(1, "adam"), (1, "sgd"), (2, "adam"), (2, "sgd")]
+    dirs = sorted(p.name for p in (tmp_path / "sweep" / "runs").iterdir())
+    assert len(dirs) == 4
+    assert all((tmp_path / "sweep" / "runs" / d / "model.npz").is_file() for d in dirs)
+
+
+@pytest.mark.parametrize("method", ["random", "bayes"])
+def test_random_and_bayes_run_the_requested_number_of_trials(tmp_path, method):
+    spec = parse_sweep(
+        {
+            "method": method,
+            "parameters": {**TINY, "lr": {"min": 1e-4, "max": 1e-2, "distribution": "log_uniform_values"}},
+        }
+    )
+    study = run_sweep(spec, options(tmp_path, trials=3))
+    trials = complete(study)
+    assert len(trials) == 3
+    assert all(1e-4 <= t.params["learning_rate"] <= 1e-2 for t in trials)
+    assert len({t.params["learning_rate"] for t in trials}) == 3
+    again = run_sweep(spec, options(tmp_path, trials=3))  # running the same command again resumes: nothing to do
+    assert len(complete(again)) == 3
+
+
+def test_hyperband_prunes_a_bad_trial(tmp_path):
+    spec = parse_sweep(
+        {
+            "method": "grid",
+            "parameters": {
+                **TINY,
+                "epochs": {"value": 8},
+                "lr": {"values": [1e-2, 5e-3, 3e-3, 8e-3, 1e-7, 1e-8, 1e-9]},
+            },
+            "early_terminate": {"type": "hyperband", "min_iter": 1, "eta": 2},
+        }
+    )
+    study = run_sweep(spec, options(tmp_path, trials=7))
+    pruned = [t for t in study.get_trials() if t.state == optuna.trial.TrialState.PRUNED]
+    assert any(t.params["learning_rate"] < 1e-6 for t in pruned), "a hopeless learning rate should be pruned"
+    assert all(len(t.intermediate_values) < 8 for t in pruned)  # stopped before the last epoch
+    assert all((Path(t.user_attrs["run_dir"]) / "checkpoint.npz").is_file() for t in pruned)
+
+
+def test_failed_trials_are_recorded_and_the_sweep_goes_on(tmp_path):
+    spec = parse_sweep(
+        {"method": "grid", "parameters": {**TINY, "o": {"values": ["sgd"]}, "lr": {"values": [1e9, 0.01]}}}
+    )
+    study = run_sweep(spec, options(tmp_path, trials=2))
+    states = {t.params["learning_rate"]: t.state for t in study.get_trials()}
+    assert states[0.01] == optuna.trial.TrialState.COMPLETE
+    assert states[1e9] == optuna.trial.TrialState.FAIL
+    failed = next(t for t in study.get_trials() if t.state == optuna.trial.TrialState.FAIL)
+    assert "diverged" in failed.user_attrs["reason"]
+
+
+def test_sweep_command_writes_results_and_best_config_replays(tmp_path):
+    sweep_file = tmp_path / "sweep.yaml"
+    sweep_file.write_text(
+        "method: random\nmetric: {name: val_accuracy, goal: maximize}\nparameters:\n"
+        "  epochs: {value: 2}\n  batch_size: {value: 64}\n  hidden_size: {values: [8, 32]}\n"
+        "  learning_rate: {min: 1e-3, max: 1e-2, distribution: log_uniform_values}\n"
+    )
+    out = tmp_path / "results"
+    result = runner.invoke(app, ["sweep", str(sweep_file), "--trials", "3", "--out", str(out)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "leaderboard (3 trials)" in result.output
+    with open(out / "leaderboard.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 3
+    assert float(rows[0]["val_accuracy"]) >= float(rows[-1]["val_accuracy"])
+    for plot in ("optimization_history.png", "parallel_coordinates.png", "param_importances.png"):
+        assert (out / plot).read_bytes()[:4] == b"\x89PNG"
+    best = json.loads((out / "best_config.json").read_text())
+    replay = tmp_path / "replay"
+    result = runner.invoke(app, ["train", "--config", str(out / "best_config.json"), "--out", str(replay)])
+    assert result.exit_code == 0, result.output
+    replayed = json.loads((replay / "config.json").read_text())
+    assert {k: replayed[k] for k in best} == best
+    original = json.loads((Path(rows[0]["run_dir"]) / "metrics.jsonl").read_text().splitlines()[-1])
+    again = json.loads((replay / "metrics.jsonl").read_text().splitlines()[-1])
+    assert again["val_accuracy"] == original["val_accuracy"]  # same config, same seed: the same run
+    assert invoke_evaluate(rows[0]["run_dir"]).exit_code == 0
+
+
+def invoke_evaluate(run_dir: str):
+    return runner.invoke(app, ["evaluate", run_dir])
+
+
+def test_sweep_rejects_bad_files(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("method: grid\nparameters:\n  lr: {min: 0.1, max: 1.0}\n")
+    result = runner.invoke(app, ["sweep", str(bad)])
+    assert result.exit_code == 2
+    assert "grid needs" in result.output
+    assert runner.invoke(app, ["sweep", str(tmp_path / "missing.yaml")]).exit_code == 2
+
+
+def test_train_config_file_and_flags(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("epochs: 1\nbatch_size: 64\nhidden_sizes: [24, 12]\n-lr: 0.005\n")
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["train", "--config", str(config), "-b", "32", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((out / "config.json").read_text())
+    assert (saved["epochs"], saved["batch_size"], saved["hidden_sizes"], saved["learning_rate"]) == (
+        1,
+        32,
+        [24, 12],
+        0.005,
+    )
+    config.write_text("epochs: 1\nlearning_rates: 0.1\n")
+    result = runner.invoke(app, ["train", "--config", str(config)])
+    assert result.exit_code == 2
+    assert "unknown parameter" in result.output
+
+
+# --- several processes on one study: real Fashion-MNIST (worker processes see the real registry) ----------------
+
+needs_real_data = pytest.mark.skipif(
+    not (SYSTEM_DIR / "train-images-idx3-ubyte.gz").is_file(), reason="Fashion-MNIST is not installed here"
+)
+SHARED_SWEEP = (
+    "method: random\nparameters:\n  epochs: {value: 1}\n  batch_size: {value: 512}\n  hidden_size: {value: 16}\n"
+    "  learning_rate: {min: 1e-3, max: 1e-2, distribution: log_uniform_values}\n"
+)
+
+
+def run_cli_sweep(tmp_path: Path, storage: str, trials: int, workers: int, study: str) -> subprocess.Popen:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    sweep_file = tmp_path / "shared.yaml"
+    sweep_file.write_text(SHARED_SWEEP)
+    env = {k: v for k, v in os.environ.items() if k != "FMNIST_DATA_DIR"}
+    command = [sys.executable, "-m", "fmnist", "sweep", str(sweep_file), "--trials", str(trials)]
+    command += ["--workers", str(workers), "--storage", storage, "--study", study, "--out", str(tmp_path / "out")]
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def check_shared_study(storage: str, study_name: str, trials: int) -> None:
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    done = complete(study)
+    assert len(done) == trials
+    assert len({t.number for t in done}) == trials
+    assert len({t.params["learning_rate"] for t in done}) == trials  # no duplicates
+    assert len({t.user_attrs["run_dir"] for t in done}) == trials
+    assert all(Path(t.user_attrs["run_dir"], "summary.json").is_file() for t in done)  # no losses
+
+
+@pytest.mark.slow
+@needs_real_data
+def test_two_worker_processes_share_one_sqlite_study(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    proc = run_cli_sweep(tmp_path, storage, trials=5, workers=2, study="shared")
+    output, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, output
+    check_shared_study(storage, "shared", 5)
+
+
+@pytest.mark.slow
+@needs_real_data
+def test_two_machines_on_postgresql(tmp_path):
+    url = os.environ.get("FMNIST_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("no PostgreSQL server: set FMNIST_TEST_POSTGRES_URL (.ci/run starts one on 127.0.0.1)")
+    pytest.importorskip("psycopg", reason="the PostgreSQL driver is not installed (pip install 'psycopg[binary]')")
+    study = f"pg_{os.getpid()}_{tmp_path.name}"[:60]
+    machines = [run_cli_sweep(tmp_path / f"m{i}", url, trials=4, workers=1, study=study) for i in range(2)]
+    for proc in machines:
+        output, _ = proc.communicate(timeout=600)
+        assert proc.returncode == 0, output
+    check_shared_study(url, study, 4)
