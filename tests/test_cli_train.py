@@ -408,9 +408,9 @@ def test_preset_best_applies_its_values_and_command_line_flags_win(tmp_path):
     config = json.loads((out / "config.json").read_text())
     assert config["epochs"] == 1  # given on the command line
     assert config["batch_size"] == 64
-    assert config["dropout"] == 0.3  # from the preset
+    assert config["dropout"] == 0.2  # from the preset
     assert config["hidden_sizes"] == [1024, 512]
-    assert config["augment_flip"] is True
+    assert config["augment_shift"] == 1
     assert config["decoupled_weight_decay"] is True
     result = invoke("train", "--preset", "best", "-e", "1", "-nhl", "1", "-sz", "32", "--out", str(tmp_path / "r2"))
     assert result.exit_code == 0, result.output
