@@ -34,7 +34,7 @@ class NumpyKernels:
 
     def buffer(self, key: Any, shape: tuple[int, ...], dtype: Any = np.float32) -> np.ndarray:
         """A preallocated array for ``key`` and ``shape``, reused by every later call (first touch only once)."""
-        full = (key, shape, np.dtype(dtype).str)
+        full = (key, shape, dtype)  # dtype is a type such as np.float32: hashable, no np.dtype() per call
         buf = self._workspaces.get(full)
         if buf is None:
             buf = self._workspaces[full] = self.xp.zeros(shape, dtype=dtype)
