@@ -219,6 +219,16 @@ class BenchResult:
         return {**self.__dict__, "sizes": list(self.sizes)}
 
 
+def isolated(function: Callable[..., float], *args: Any) -> float:
+    """``function(*args)`` in a fresh spawned process (the measurement's own interpreter and thread pools)."""
+    import concurrent.futures
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        return pool.submit(function, *args).result()
+
+
 def peers_available() -> bool:
     """True when PyTorch is installed (the peers' implementation)."""
     import importlib.util
@@ -235,8 +245,12 @@ def run_bench(
     peers: bool = True,
     student: bool = False,
     on_result: Callable[[BenchResult], None] | None = None,
+    isolate: bool = True,
 ) -> tuple[list[BenchResult], dict[str, float]]:
     """Measure fmnist on each device (and its peers on the same device) at each batch size.
+
+    With ``isolate`` each measurement runs in a fresh process, so that no implementation pays for another's
+    thread pools (OpenBLAS and PyTorch's OpenMP threads spin for a while after use) or warmed-up state.
 
     Returns the results (with ratios to the best peer measured in the same run and fractions of the device's
     measured sgemm roofline) and the measured GFLOP/s per device.
@@ -249,18 +263,16 @@ def run_bench(
         for batch in batch_sizes:
             case = BenchCase(sizes=sizes, batch_size=batch, samples=samples)
             row: list[BenchResult] = []
-            measures: list[tuple[str, Callable[[], float]]] = [
-                ("fmnist", lambda c=case, d=device: fmnist_throughput(c, d, epochs=epochs))
+            measures: list[tuple[str, Callable[..., float], tuple]] = [
+                ("fmnist", fmnist_throughput, (case, device, epochs))
             ]
             if with_torch:
-                measures.append(("torch", lambda c=case, d=device: torch_throughput(c, d, epochs=epochs)))
-                measures.append(
-                    ("torch-fused", lambda c=case, d=device: torch_throughput(c, d, fused=True, epochs=epochs))
-                )
+                measures.append(("torch", torch_throughput, (case, device, False, epochs)))
+                measures.append(("torch-fused", torch_throughput, (case, device, True, epochs)))
             if student and device == "cpu":
-                measures.append(("student-float64", lambda c=case: student_throughput(c)))
-            for name, measure in measures:
-                speed = measure()
+                measures.append(("student-float64", student_throughput, (case,)))
+            for name, measure, args in measures:
+                speed = isolated(measure, *args) if isolate else measure(*args)
                 roof = roofline_samples_per_second(case, gflops[device])
                 row.append(BenchResult(name, device, sizes, batch, speed, speed / roof))
             best_peer = max((r.samples_per_second for r in row if r.implementation != "fmnist"), default=math.nan)
