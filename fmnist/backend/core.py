@@ -6,6 +6,7 @@ array code against ``backend.xp`` only.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,6 +86,19 @@ class Backend:
         if self.is_numpy or self.name == "gpu":
             return x.copy()
         return self.xp.asarray(x, copy=True)
+
+    def threads_for(self, flops_per_step: float) -> Any:
+        """A context manager that sets the BLAS threads for a training loop of this size (CPU only).
+
+        Steps with little GEMM work (below ~0.15 GFLOP, e.g. batch 64 on 128-wide layers) run faster and far
+        steadier on one BLAS thread: on two shared cores a second thread costs more in hand-offs than it brings
+        (measured 60-67k samples/s on one thread against 27-75k on two). Large steps keep every core.
+        """
+        if self.name != "cpu" or flops_per_step >= 1.5e8:
+            return contextlib.nullcontext()
+        from threadpoolctl import threadpool_limits
+
+        return threadpool_limits(limits=1, user_api="blas")
 
     def to_numpy(self, x: Any) -> np.ndarray:
         """Copy a device array back to a host NumPy array (a host round-trip: never inside a training step)."""

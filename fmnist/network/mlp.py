@@ -68,6 +68,11 @@ class MLP:
         """Number of affine layers (hidden layers + the output layer)."""
         return len(self.weights)
 
+    @property
+    def gemm_flops_per_sample(self) -> int:
+        """Floating-point operations of the matrix products of one training sample (forward + backward)."""
+        return 6 * sum(a * b for a, b in itertools.pairwise(self.sizes))
+
     def parameters(self) -> list[Parameter]:
         """Every trainable parameter, in layer order (weight, bias, weight, bias, ...)."""
         return list(self.flat.params)

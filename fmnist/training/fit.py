@@ -142,8 +142,10 @@ class Trainer:
             DivergenceError: a NaN/inf loss (the model is then left as it is; earlier checkpoints stay good).
             TrainingInterrupted: ``should_stop()`` returned True; ``state()`` then captures the exact position.
         """
+        flops = self.batch_size * self.model.gemm_flops_per_sample
         while self.epoch < epochs and not self.stopped_early:
-            metrics = self._run_epoch(epochs, on_progress, should_stop)
+            with self.model.backend.threads_for(flops):
+                metrics = self._run_epoch(epochs, on_progress, should_stop)
             self.history.append(metrics)
             self._run = _EpochRun()
             self._track_best(metrics)
