@@ -118,8 +118,7 @@ def predict(
         splits, data = _split_data(config, model, split.value)
         if not 0 <= index < data.n:
             fail(f"--index must be in 0..{data.n - 1} for the {split.value} split, got {index}", 2)
-        rows = data.rows if data.rows is not None else None
-        row = int(model.backend.to_numpy(rows)[index]) if rows is not None else index
+        row = int(model.backend.to_numpy(data.rows)[index]) if data.rows is not None else index
         images, labels = splits.dataset.split("test") if split.value == "test" else splits.dataset.split("train")
         pixels, truth = images[row], int(labels[row])
         source = f"{split.value}[{index}]"

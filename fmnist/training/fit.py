@@ -204,7 +204,7 @@ class Trainer:
         k = len(self._sizes)
         if k == 0:
             return
-        losses = be.to_numpy(self._losses)[:k].astype(np.float64)  # host-side metric sums, not the model
+        losses = be.to_numpy(self._losses)[:k]
         correct = be.to_numpy(self._correct)[:k]
         bad = np.flatnonzero(~np.isfinite(losses))
         run = self._run
