@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import http.server
 import importlib.util
@@ -9,16 +10,56 @@ import threading
 
 import pytest
 
-from fmnist.backend import BackendUnavailableError, get_backend
+from fmnist.backend import Backend, BackendUnavailableError, get_backend
 
 from helpers import QuietHandler
 
 
-def _gpu_backend_or_skip():
+@functools.cache
+def _real_gpu() -> Backend | str:
+    """The real GPU backend, or why there is none (checked once, before any simulated CuPy is installed)."""
     try:
         return get_backend("gpu")
     except BackendUnavailableError as err:
-        pytest.skip(f"no GPU here: {err}")
+        return str(err)
+
+
+@contextlib.contextmanager
+def simulated_gpu():
+    """The GPU backend on the simulated CuPy 13 (tests/simgpu): NumPy underneath, CUDA kernels compiled for the
+    host, host synchronisations counted. Installed as ``cupy`` for the duration."""
+    import simgpu
+
+    _real_gpu()
+    simgpu.install()
+    try:
+        yield get_backend("gpu")
+    finally:
+        simgpu.uninstall()
+
+
+@pytest.fixture
+def simulated_gpu_backend():
+    with simulated_gpu() as backend:
+        yield backend
+
+
+@pytest.fixture
+def real_gpu_backend():
+    backend = _real_gpu()
+    if isinstance(backend, str):
+        pytest.skip(f"no GPU here: {backend}")
+    return backend
+
+
+def _gpu_backend_or_skip():
+    """A real GPU when there is one, else the simulated GPU (so CI runs every GPU test)."""
+    backend = _real_gpu()
+    if not isinstance(backend, str):
+        yield backend
+        return
+    with simulated_gpu() as simulated:
+        yield simulated
 
 
 def _strict_backend_or_skip():
@@ -29,12 +70,14 @@ def _strict_backend_or_skip():
 
 @pytest.fixture(params=["cpu", "array-api-strict", pytest.param("gpu", marks=pytest.mark.gpu)])
 def backend(request):
-    """Each backend the shared array code must run on: NumPy, array-api-strict (simulated device) and CuPy."""
+    """Each backend the shared array code must run on: NumPy, array-api-strict (simulated device) and CuPy (a real
+    GPU where there is one, else the simulated CuPy 13)."""
     if request.param == "gpu":
-        return _gpu_backend_or_skip()
-    if request.param == "array-api-strict":
-        return _strict_backend_or_skip()
-    return get_backend("cpu")
+        yield from _gpu_backend_or_skip()
+    elif request.param == "array-api-strict":
+        yield _strict_backend_or_skip()
+    else:
+        yield get_backend("cpu")
 
 
 @pytest.fixture
@@ -44,7 +87,7 @@ def strict_backend():
 
 @pytest.fixture
 def gpu_backend():
-    return _gpu_backend_or_skip()
+    yield from _gpu_backend_or_skip()
 
 
 @pytest.fixture

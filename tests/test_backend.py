@@ -32,7 +32,7 @@ def _hide_cupy(monkeypatch):
 
 def test_gpu_without_cupy_names_the_fix(monkeypatch):
     _hide_cupy(monkeypatch)
-    with pytest.raises(BackendUnavailableError, match=r"CuPy is not installed.*pip install 'fmnist\[gpu\]'"):
+    with pytest.raises(BackendUnavailableError, match=r"CuPy is not installed.*pip install 'fmnist\[cuda12\]'.*'fmnist\[cuda13\]'"):
         get_backend("gpu")
 
 

@@ -4,7 +4,7 @@ schedule and on-device augmentation — gradient checks where there is a backwar
 import numpy as np
 import pytest
 
-from fmnist.backend import get_backend
+from fmnist.backend import NoiseStream, get_backend
 from fmnist.data.augment import augment_batch
 from fmnist.network import MLP, get_loss, get_optimizer
 from fmnist.training.schedules import lr_factor
@@ -22,12 +22,12 @@ def test_dropout_backward_matches_finite_differences(cpu64, activation):
         bias.data[...] = rng.normal(0, 0.1, size=bias.shape)
     loss_fn = get_loss("cross_entropy")
 
-    def loss_value() -> float:  # the same masks every time: a fresh generator with the same seed
-        return float(loss_fn(model.forward(x, cpu64.rng(5)), y)[0])
+    def loss_value() -> float:  # the same masks every time: a fresh stream with the same seed
+        return float(loss_fn(model.forward(x, NoiseStream(5)), y)[0])
 
-    _, dlogits = loss_fn(model.forward(x, cpu64.rng(5)), y)
+    _, dlogits = loss_fn(model.forward(x, NoiseStream(5)), y)
     model.backward(dlogits)
-    assert model._masks, "training forward drew dropout masks"
+    assert model._cache[0][2] is not None, "training forward drew dropout masks"
     for p in model.parameters():
         assert relative_error(p.grad.copy(), numerical_gradient(loss_value, p.data)) < 1e-7, p.name
 
@@ -37,9 +37,9 @@ def test_dropout_is_inverted_and_off_at_evaluation():
     model = MLP([20, 400, 3], activation="relu", backend=be, seed=0, dropout=0.5)
     plain = MLP([20, 400, 3], activation="relu", backend=be, seed=0)
     x = be.asarray(blobs(n=64, dim=20)[0])
-    np.testing.assert_array_equal(model.forward(x), plain.forward(x))  # no rng: evaluation, no dropout
-    model.forward(x, be.rng(0))
-    mask = model._masks[0]
+    np.testing.assert_array_equal(model.forward(x), plain.forward(x))  # no noise: evaluation, no dropout
+    model.forward(x, NoiseStream(0))
+    mask = model._cache[0][2]
     assert set(np.unique(mask)) == {0.0, 2.0}
     assert abs(mask.mean() - 1.0) < 0.02  # kept units are scaled by 1/(1-p): the expectation is unchanged
     with pytest.raises(ValueError, match="dropout must be in"):
@@ -105,7 +105,7 @@ def test_step_schedule():
 def test_augmentation_shifts_and_flips_whole_batches(backend):
     x = np.zeros((64, 784), dtype=np.float32)
     x.reshape(64, 28, 28)[:, 10, 5] = 1.0
-    out = backend.to_numpy(augment_batch(backend, backend.asarray(x), backend.rng(0), max_shift=2, flip=True))
+    out = backend.to_numpy(augment_batch(backend, backend.asarray(x), NoiseStream(0), max_shift=2, flip=True))
     images = out.reshape(64, 28, 28)
     assert images.sum() == pytest.approx(64.0)  # a pixel 2+ away from the border is never lost
     rows, cols = np.nonzero(images)[1:]
@@ -115,14 +115,14 @@ def test_augmentation_shifts_and_flips_whole_batches(backend):
     assert (~flipped).any()
     assert set(cols[~flipped]) <= set(range(3, 8))
     assert set(cols[flipped]) <= set(range(20, 25))  # 27 - 5 = 22, then shifted by up to 2
-    again = backend.to_numpy(augment_batch(backend, backend.asarray(x), backend.rng(0), max_shift=2, flip=True))
+    again = backend.to_numpy(augment_batch(backend, backend.asarray(x), NoiseStream(0), max_shift=2, flip=True))
     np.testing.assert_array_equal(out, again)
 
 
 def test_augmentation_off_is_identity():
     be = get_backend("cpu")
     x = be.asarray(np.random.default_rng(0).random((4, 784), dtype=np.float32))
-    np.testing.assert_array_equal(augment_batch(be, x, be.rng(0)), x)
+    np.testing.assert_array_equal(augment_batch(be, x, NoiseStream(0)), x)
 
 
 @pytest.mark.parametrize("activation", ["relu", "sigmoid"])
@@ -134,9 +134,11 @@ def test_fast_path_with_dropout_and_smoothing_matches_reference(activation):
         x_host, y_host = blobs(n=64, dim=20, classes=5)
         model = MLP([20, 16, 12, 5], activation=activation, backend=be, seed=3, dropout=0.25)
         opt = get_optimizer("adam", model.parameters(), lr=0.01)
-        rng = be.rng(9)
+        noise = NoiseStream(9)
         loss_fn = get_loss("cross_entropy", label_smoothing=0.1)
         for _ in range(4):
-            model.train_step(be.asarray(x_host), be.asarray(y_host), loss_fn, opt, rng)
+            _, dlogits = loss_fn(model.forward(be.asarray(x_host), noise), be.asarray(y_host))
+            model.backward(dlogits)
+            opt.step()
         results.append(model.flat.data.copy())
     np.testing.assert_allclose(results[0], results[1], rtol=1e-4, atol=1e-6)

@@ -1,7 +1,8 @@
-"""Device selection: ``get_backend("cpu" | "gpu" | "auto" | "array-api-strict")``.
+"""Device selection: ``get_backend("cpu" | "gpu" | "auto" | "array-api-strict")``, and the ``Ops`` of each device.
 
 This package is the only place that imports NumPy-vs-CuPy specifics. CuPy is imported lazily, only when a GPU
-backend is asked for, so ``fmnist --help`` and CPU runs never pay for it.
+backend is asked for, so ``fmnist --help`` and CPU runs never pay for it. CuPy 13 and 14 are supported (for CUDA 12
+and 13): fmnist uses whichever one is installed and only names both provide.
 """
 
 from __future__ import annotations
@@ -11,16 +12,27 @@ from typing import Any
 
 import numpy as np
 
-from fmnist.backend.core import Backend, BackendUnavailableError, HostRNG
+from fmnist.backend.core import Backend, BackendUnavailableError, HostRNG, NoiseStream
 
-__all__ = ["DEVICES", "Backend", "BackendUnavailableError", "HostRNG", "get_backend", "gpu_status"]
+__all__ = [
+    "DEVICES",
+    "Backend",
+    "BackendUnavailableError",
+    "HostRNG",
+    "NoiseStream",
+    "get_backend",
+    "gpu_status",
+    "ops_for",
+]
 
 DEVICES = ("cpu", "gpu", "auto")
 TEST_BACKENDS = ("array-api-strict",)
+MIN_CUPY = 13
 
 _GPU_INSTALL_HINT = (
-    "install CuPy for CUDA 12 with `pip install 'fmnist[gpu]'` (on Colab: Runtime > Change runtime type > GPU, "
-    "then reinstall), or run with --device cpu"
+    "install CuPy for your CUDA: `pip install 'fmnist[cuda12]'` (cupy-cuda12x) or `pip install 'fmnist[cuda13]'` "
+    "(cupy-cuda13x); on Colab pick Runtime > Change runtime type > GPU (its CuPy is used as it is); "
+    "or run with --device cpu"
 )
 
 
@@ -82,9 +94,27 @@ def _cpu_backend() -> Backend:
     return Backend(name="cpu", xp=np, _info=info)
 
 
+def cupy_distributions() -> list[str]:
+    """The installed CuPy distributions (``cupy-cuda12x 13.6.0``...): more than one makes CuPy misbehave."""
+    from importlib import metadata
+
+    names = set()
+    for dist in metadata.distributions():
+        name = (dist.metadata["Name"] or "").lower()
+        if name == "cupy" or name.startswith("cupy-cuda") or name.startswith("cupy-rocm"):
+            names.add(f"{name} {dist.version}")
+    return sorted(names)
+
+
 def _gpu_backend() -> Backend:
     if importlib.util.find_spec("cupy") is None:
         raise BackendUnavailableError(f"GPU requested but CuPy is not installed: {_GPU_INSTALL_HINT}")
+    installed = cupy_distributions()
+    if len(installed) > 1:
+        raise BackendUnavailableError(
+            f"two CuPy packages are installed ({', '.join(installed)}), and CuPy misbehaves then: "
+            "`pip uninstall` all but the one for your CUDA (nvidia-smi shows it)"
+        )
     try:
         import cupy
 
@@ -95,6 +125,11 @@ def _gpu_backend() -> Backend:
         ) from err
     if count < 1:
         raise BackendUnavailableError(f"GPU requested but no CUDA device was found: {_GPU_INSTALL_HINT}")
+    major = _major(cupy.__version__)
+    if major < MIN_CUPY:
+        raise BackendUnavailableError(
+            f"CuPy {cupy.__version__} is too old: fmnist needs CuPy {MIN_CUPY} or newer ({_GPU_INSTALL_HINT})"
+        )
 
     def info() -> dict[str, Any]:
         props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
@@ -136,3 +171,33 @@ def _strict_backend() -> Backend:
         return {"device": str(device), "array_api_strict": xps.__version__}
 
     return Backend(name="array-api-strict", xp=xps, device=device, _to_host=to_host, _info=info)
+
+
+def _major(version: str) -> int:
+    try:
+        return int(str(version).split(".")[0])
+    except ValueError:
+        return 0
+
+
+_OPS_FOR: dict[tuple, Backend] = {}
+
+
+def ops_for(x: Any) -> Any:
+    """The ``Ops`` of the backend an array belongs to (for code that receives arrays without their backend, such
+    as losses): ``NumpyOps`` for NumPy float32, ``CupyOps`` for CuPy float32, the readable ``Ops`` otherwise."""
+    if isinstance(x, np.ndarray | np.generic):
+        name, device = "cpu", None
+    elif type(x).__module__.split(".")[0] == "cupy":
+        name, device = "gpu", None
+    else:
+        name, device = "array-api-strict", x.device
+    dtype = str(x.dtype)
+    key = (type(x), dtype, str(device))  # the array type tells a real CuPy from the test suite's simulated one
+    backend = _OPS_FOR.get(key)
+    if backend is None:
+        backend = _OPS_FOR[key] = _select(name, name) if device is None else _strict_backend()
+        if device is not None:
+            backend.device = device
+        backend.dtype_name = dtype if dtype in ("float32", "float64") else "float32"
+    return backend.ops

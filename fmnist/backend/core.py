@@ -1,7 +1,7 @@
-"""The `Backend`: one object that knows an array namespace, its device, dtype, RNG and synchronisation.
+"""The `Backend`: one object that knows an array namespace, its device, dtype, RNG, synchronisation and `Ops`.
 
-Everything that differs between NumPy, CuPy and the test namespaces is decided here; the rest of fmnist writes
-array code against ``backend.xp`` only.
+Everything that differs between NumPy, CuPy and the test namespaces is decided here and in the `Ops` classes; the
+rest of fmnist writes array code against ``backend.xp`` and ``backend.ops`` only.
 """
 
 from __future__ import annotations
@@ -11,6 +11,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from fmnist.backend.rng import HostRNG, NoiseStream
+
+__all__ = ["Backend", "BackendUnavailableError", "HostRNG", "NoiseStream"]
 
 
 class BackendUnavailableError(RuntimeError):
@@ -28,7 +32,7 @@ class Backend:
         note: a human sentence on how this backend was chosen (``"auto"`` explains its pick here).
         dtype_name: the floating dtype of parameters and activations: ``"float32"`` unless a caller (such as a
             float64 gradient check) asks otherwise explicitly.
-        fast: use the fused kernels where this backend has them (``False``: the reference path everywhere).
+        fast: use the device's fast ``Ops`` (``NumpyOps``, ``CupyOps``); ``False`` gives the readable ``Ops``.
     """
 
     name: str
@@ -39,7 +43,7 @@ class Backend:
     _sync: Any = field(default=None, repr=False)
     _to_host: Any = field(default=None, repr=False)
     _info: Any = field(default=None, repr=False)
-    _kernels: Any = field(default=None, repr=False)
+    _ops: dict = field(default_factory=dict, repr=False)
     fast: bool = True
 
     @property
@@ -48,29 +52,31 @@ class Backend:
         return getattr(self.xp, self.dtype_name)
 
     @property
-    def kernels(self) -> Any:
-        """Fused kernels for the training hot path (``fmnist.backend.kernels``), or ``None`` where only the
-        reference path runs (test backends, float64, or ``fast=False``)."""
-        if not self.fast:
-            return None
-        if self._kernels is None:
-            from fmnist.backend.kernels import get_kernels
-
-            self._kernels = get_kernels(self) or False
-        return self._kernels or None
+    def ops(self) -> Any:
+        """The primitives every layer, loss and optimizer calls: ``NumpyOps`` on the CPU and ``CupyOps`` on the
+        GPU in float32; the readable ``Ops`` for test namespaces, float64 or ``fast=False``. Never ``None``."""
+        choice = (self.fast, self.dtype_name)
+        ops = self._ops.get(choice)
+        if ops is None:
+            ops = self._ops[choice] = _ops_class(self)(self)
+        return ops
 
     @property
     def is_numpy(self) -> bool:
         """True when ``xp`` is NumPy itself (host memory, ``out=`` ufuncs available)."""
         return self.xp is np
 
+    @property
+    def _standard_names(self) -> bool:
+        # NumPy and CuPy spell some operations their own way (CuPy 13 has no xp.astype or xp.concat)
+        return self.xp.__name__ not in ("numpy", "cupy")
+
     def asarray(self, x: Any, dtype: Any = None) -> Any:
         """Move ``x`` (host or device array, or nested sequence) to this device, keeping its dtype unless given."""
-        if dtype is None:
-            return self.xp.asarray(x, device=self.device) if self.device is not None else self.xp.asarray(x)
+        kwargs: dict[str, Any] = {} if dtype is None else {"dtype": dtype}
         if self.device is not None:
-            return self.xp.asarray(x, dtype=dtype, device=self.device)
-        return self.xp.asarray(x, dtype=dtype)
+            kwargs["device"] = self.device
+        return self.xp.asarray(x, **kwargs)
 
     to_device = asarray
 
@@ -81,11 +87,31 @@ class Backend:
             return self.xp.zeros(shape, dtype=dtype, device=self.device)
         return self.xp.zeros(shape, dtype=dtype)
 
+    def empty(self, shape: int | tuple[int, ...], dtype: Any = None) -> Any:
+        """An uninitialised array on this device (float32 unless ``dtype`` is given)."""
+        dtype = self.dtype if dtype is None else dtype
+        if self.device is not None:
+            return self.xp.empty(shape, dtype=dtype, device=self.device)
+        return self.xp.empty(shape, dtype=dtype)
+
+    def arange(self, n: int, dtype: Any = None) -> Any:
+        """``0, 1, ..., n-1`` on this device (int64 unless ``dtype`` is given)."""
+        dtype = self.xp.int64 if dtype is None else dtype
+        if self.device is not None:
+            return self.xp.arange(n, dtype=dtype, device=self.device)
+        return self.xp.arange(n, dtype=dtype)
+
+    def astype(self, x: Any, dtype: Any) -> Any:
+        """``x`` converted to ``dtype`` (a new array), in a spelling every namespace has."""
+        return self.xp.astype(x, dtype) if self._standard_names else x.astype(dtype)
+
+    def concat(self, arrays: list[Any], axis: int = 0) -> Any:
+        """Arrays joined along ``axis``, in a spelling every namespace has."""
+        return self.xp.concat(arrays, axis=axis) if self._standard_names else self.xp.concatenate(arrays, axis=axis)
+
     def copy(self, x: Any) -> Any:
         """A copy of the device array ``x`` on the same device."""
-        if self.is_numpy or self.name == "gpu":
-            return x.copy()
-        return self.xp.asarray(x, copy=True)
+        return self.xp.asarray(x, copy=True) if self._standard_names else x.copy()
 
     def threads_for(self, flops_per_step: float) -> Any:
         """A context manager that sets the BLAS threads for a training loop of this size (CPU only).
@@ -122,67 +148,24 @@ class Backend:
 
     def info(self) -> dict[str, Any]:
         """Versions and device facts, for run records and ``fmnist info``."""
-        base = {"backend": self.name, "namespace": self.xp.__name__, "dtype": self.dtype_name}
+        base = {"backend": self.name, "namespace": self.xp.__name__, "dtype": self.dtype_name, "ops": self.ops.name}
         if self._info is not None:
             base.update(self._info())
         return base
 
 
-class HostRNG:
-    """A NumPy ``Generator`` (PCG64) drawing on the host and returning arrays on the backend's device.
+def _ops_class(backend: Backend) -> type:
+    """The ``Ops`` class for a backend (imported lazily: CuPy only where a GPU backend exists)."""
+    from fmnist.backend.ops import Ops
 
-    Its ``state`` is a JSON-safe dict, so a checkpoint can restore it exactly.
-    """
+    if not backend.fast or backend.dtype_name != "float32":
+        return Ops
+    if backend.name == "cpu":
+        from fmnist.backend.numpy_ops import NumpyOps
 
-    def __init__(self, backend: Backend, seed: int | tuple[int, ...] | None):
-        self.backend = backend
-        self._gen = np.random.Generator(np.random.PCG64(seed))
-        self._device_gen: Any = None
+        return NumpyOps
+    if backend.name == "gpu":
+        from fmnist.backend.cupy_ops import CupyOps
 
-    def normal(self, shape: tuple[int, ...], std: float = 1.0) -> Any:
-        """Normal(0, std²) samples as float32 on the device."""
-        host = self._gen.standard_normal(shape, dtype=np.float32)
-        host *= np.float32(std)
-        return self.backend.asarray(host)
-
-    def uniform(self, shape: tuple[int, ...], low: float, high: float) -> Any:
-        """Uniform[low, high) samples as float32 on the device."""
-        host = self._gen.random(shape, dtype=np.float32)
-        host *= np.float32(high - low)
-        host += np.float32(low)
-        return self.backend.asarray(host)
-
-    def random(self, shape: tuple[int, ...]) -> Any:
-        """Uniform[0, 1) float32 samples drawn on the device itself (per-batch noise such as dropout masks).
-
-        On the CPU they come from this generator (so its ``state`` covers them); on the GPU from a CuPy generator
-        seeded once from this one, so no host-to-device copy happens per batch.
-        """
-        if self.backend.name == "gpu":
-            if self._device_gen is None:
-                import cupy
-
-                self._device_gen = cupy.random.default_rng(int(self._gen.integers(2**63)))
-            return self._device_gen.random(shape, dtype=np.float32)
-        return self.backend.asarray(self._gen.random(shape, dtype=np.float32))
-
-    def permutation(self, n: int) -> Any:
-        """A random permutation of ``range(n)`` as an int64 index array on the device."""
-        return self.backend.asarray(self._gen.permutation(n).astype(np.int64))
-
-    def integers(self, low: int, high: int, size: int | tuple[int, ...]) -> Any:
-        """Random integers in [low, high) as an int64 array on the device."""
-        return self.backend.asarray(self._gen.integers(low, high, size=size, dtype=np.int64))
-
-    def host_permutation(self, n: int) -> np.ndarray:
-        """A random permutation of ``range(n)`` kept on the host (for splits done before data reaches the device)."""
-        return self._gen.permutation(n)
-
-    @property
-    def state(self) -> dict[str, Any]:
-        """The generator state as a JSON-safe dict."""
-        return self._gen.bit_generator.state
-
-    @state.setter
-    def state(self, value: dict[str, Any]) -> None:
-        self._gen.bit_generator.state = value
+        return CupyOps
+    return Ops

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -58,13 +59,22 @@ def bench(
     devices = ["cpu", "gpu"] if device == "all" and usable else ["gpu"] if device == "gpu" else ["cpu"]
     if peers and not peers_available():
         console.print("[yellow]PyTorch is not installed: no peers (pip install torch)[/]")
+    elif peers and "gpu" in devices and not peers_available("gpu"):
+        console.print("[yellow]PyTorch sees no CUDA device: no GPU peers (a CUDA build of torch is needed)[/]")
+    from fmnist.training.harness import blas_info
+
     console.print(f"MLP {sizes} · Adam · {samples} samples/epoch · median of {epochs} epochs after a warm-up")
+    for pool in blas_info():
+        console.print(f"NumPy BLAS: {pool['internal_api']} {pool['version']}, kernel {pool['architecture']}")
 
     def show(r) -> None:
         console.print(
             f"  {r.device:>3} b{r.batch_size:<5} {r.implementation:<16} {r.samples_per_second:>12,.0f} samples/s"
         )
 
+    if threads is not None:  # the fresh processes that measure read these at start-up (BLAS, OpenMP, PyTorch)
+        for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+            os.environ[name] = str(threads)
     with threadpool_limits(threads):
         results, gflops = run_bench(devices, batches, layer_sizes, samples, epochs, peers, student, show)
 
@@ -87,14 +97,17 @@ def bench(
     if json_out is not None:
         from fmnist.backend import get_backend
         from fmnist.training.atomic import atomic_write
+        from fmnist.training.harness import blas_info
         from fmnist.training.run import environment
 
         record = {
             "sizes": list(layer_sizes),
             "samples": samples,
             "epochs": epochs,
+            "threads": threads,
             "sgemm_gflops": gflops,
-            "environment": environment(get_backend("cpu")),
+            "environment": {d: environment(get_backend(d)) for d in devices},  # per measured device
+            "blas": blas_info(),
             "results": [r.to_dict() for r in results],
         }
         atomic_write(json_out, json.dumps(record, indent=2) + "\n")

@@ -20,7 +20,7 @@ def info() -> None:
     from threadpoolctl import threadpool_info
 
     from fmnist import __version__
-    from fmnist.backend import gpu_status
+    from fmnist.backend import cupy_distributions, get_backend, gpu_status
 
     table = Table(title="fmnist info", show_header=False)
     table.add_row("fmnist", __version__)
@@ -28,9 +28,17 @@ def info() -> None:
     table.add_row("numpy", np.__version__)
     for pool in threadpool_info():
         if pool.get("user_api") == "blas":
-            threads = pool.get("num_threads")
-            table.add_row("BLAS", f"{pool.get('internal_api')} {pool.get('version')} ({threads} threads)")
+            threads, kernel = pool.get("num_threads"), pool.get("architecture")
+            table.add_row("BLAS", f"{pool.get('internal_api')} {pool.get('version')}, {kernel} ({threads} threads)")
+    table.add_row("cpu", f"available · {get_backend('cpu').ops.name}")
+    packages = cupy_distributions()
     usable, detail = gpu_status()
-    table.add_row("cpu", "available")
-    table.add_row("gpu", detail if usable else f"[yellow]unavailable[/]: {escape(detail)}")
+    if packages or not usable:
+        table.add_row("cupy", escape(", ".join(packages)) if packages else "not installed")
+    if usable:
+        gpu = get_backend("gpu")
+        facts = gpu.info()
+        table.add_row("gpu", f"{escape(detail)} · CuPy {facts.get('cupy')} · {gpu.ops.name}")
+    else:
+        table.add_row("gpu", f"[yellow]unavailable[/]: {escape(detail)}")
     Console().print(table)

@@ -56,27 +56,19 @@ class DeviceData:
         return int(self.images.shape[1])
 
     def features(self, rows: Any) -> Any:
-        """float32 features of the rows gathered by the device index array ``rows``.
+        """float32 features of the rows gathered by the device index array ``rows``, standardised on the device.
 
-        With the backend's fused kernels the result lives in a reused workspace (valid until the next call).
+        The result may live in a buffer the backend's ``Ops`` reuses at this data set's next call (copy to keep).
         """
-        kernels = self.backend.kernels
-        if kernels is not None:
-            return kernels.gather_scale(self.images, rows, 1.0 / (255.0 * self.std), -self.mean / self.std)
-        xp = self.backend.xp
-        x = xp.astype(xp.take(self.images, rows, axis=0), self.backend.dtype)
-        x *= 1.0 / (255.0 * self.std)
-        if self.mean:
-            x -= self.mean / self.std
-        return x
+        scale, shift = 1.0 / (255.0 * self.std), -self.mean / self.std
+        return self.backend.ops.gather_scale(self.images, rows, scale, shift, key=id(self))
 
     def order(self, rng: Any | None = None) -> Any:
         """Device row indices of this set for one epoch: shuffled with ``rng`` (a backend ``HostRNG``) or in order."""
-        xp = self.backend.xp
         if rng is None:
-            return self.rows if self.rows is not None else self.backend.asarray(np.arange(self.n, dtype=np.int64))
+            return self.rows if self.rows is not None else self.backend.arange(self.n)
         perm = rng.permutation(self.n)
-        return perm if self.rows is None else xp.take(self.rows, perm, axis=0)
+        return perm if self.rows is None else self.backend.xp.take(self.rows, perm, axis=0)
 
     def batches(self, batch_size: int, rng: Any | None = None) -> Iterator[tuple[Any, Any]]:
         """Yield (x, y) device batches, shuffled when ``rng`` is given; the last batch may be smaller."""

@@ -1,7 +1,8 @@
 """Activation functions: forward on pre-activations, backward from the cached output.
 
-Each backward takes the activation's *output* ``a`` (what the forward pass caches) and the upstream gradient
-``da`` and returns ``dz = da * f'(z)``, with ``f'`` written in terms of ``a``.
+Each activation is a thin name over its ``Ops`` methods (where the formulas live, once): ``forward(ops, z)``
+returns ``a = f(z)`` and ``backward(ops, a, da)`` returns ``dz = da · f'(z)``, with ``f'`` written in terms of the
+output ``a`` that the forward pass caches.
 """
 
 from __future__ import annotations
@@ -12,14 +13,14 @@ from fmnist.network._names import lookup
 
 
 class Activation:
-    """Base class: ``forward(xp, z) -> a`` and ``backward(xp, a, da) -> dz``."""
+    """Base class: ``forward(ops, z, key) -> a`` and ``backward(ops, a, da, key) -> dz``."""
 
     name = "activation"
 
-    def forward(self, xp: Any, z: Any) -> Any:
+    def forward(self, ops: Any, z: Any, key: Any = None) -> Any:
         raise NotImplementedError
 
-    def backward(self, xp: Any, a: Any, da: Any) -> Any:
+    def backward(self, ops: Any, a: Any, da: Any, key: Any = None) -> Any:
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -31,24 +32,23 @@ class Identity(Activation):
 
     name = "identity"
 
-    def forward(self, xp: Any, z: Any) -> Any:
+    def forward(self, ops: Any, z: Any, key: Any = None) -> Any:
         return z
 
-    def backward(self, xp: Any, a: Any, da: Any) -> Any:
+    def backward(self, ops: Any, a: Any, da: Any, key: Any = None) -> Any:
         return da
 
 
 class Sigmoid(Activation):
-    """f(z) = 1 / (1 + e^-z), computed without overflow; f'(z) = a (1 - a)."""
+    """f(z) = 1 / (1 + e^-z); f'(z) = a (1 - a)."""
 
     name = "sigmoid"
 
-    def forward(self, xp: Any, z: Any) -> Any:
-        e = xp.exp(-xp.abs(z))  # in (0, 1]: never overflows
-        return xp.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+    def forward(self, ops: Any, z: Any, key: Any = None) -> Any:
+        return ops.sigmoid(z, key)
 
-    def backward(self, xp: Any, a: Any, da: Any) -> Any:
-        return da * a * (1.0 - a)
+    def backward(self, ops: Any, a: Any, da: Any, key: Any = None) -> Any:
+        return ops.sigmoid_backward(a, da, key)
 
 
 class Tanh(Activation):
@@ -56,11 +56,11 @@ class Tanh(Activation):
 
     name = "tanh"
 
-    def forward(self, xp: Any, z: Any) -> Any:
-        return xp.tanh(z)
+    def forward(self, ops: Any, z: Any, key: Any = None) -> Any:
+        return ops.tanh(z, key)
 
-    def backward(self, xp: Any, a: Any, da: Any) -> Any:
-        return da * (1.0 - a * a)
+    def backward(self, ops: Any, a: Any, da: Any, key: Any = None) -> Any:
+        return ops.tanh_backward(a, da, key)
 
 
 class ReLU(Activation):
@@ -68,11 +68,11 @@ class ReLU(Activation):
 
     name = "relu"
 
-    def forward(self, xp: Any, z: Any) -> Any:
-        return xp.maximum(z, 0.0)
+    def forward(self, ops: Any, z: Any, key: Any = None) -> Any:
+        return ops.relu(z, key)
 
-    def backward(self, xp: Any, a: Any, da: Any) -> Any:
-        return da * xp.astype(a > 0, da.dtype)
+    def backward(self, ops: Any, a: Any, da: Any, key: Any = None) -> Any:
+        return ops.relu_backward(a, da, key)
 
 
 ACTIVATIONS: dict[str, type[Activation]] = {

@@ -1,91 +1,85 @@
 """Losses on logits. Each returns ``(loss, dlogits)``: the 0-d mean loss over the batch (on the device) and its
-gradient with respect to the logits, ready for ``MLP.backward``."""
+gradient with respect to the logits, ready for ``MLP.backward``. The formulas live in ``Ops``
+(``softmax_cross_entropy``, ``softmax_mse``); a loss finds the ``Ops`` of the arrays it is given."""
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
 from typing import Any
 
-from fmnist.backend.compat import arange_like, array_namespace
+from fmnist.backend import ops_for
 from fmnist.network._names import lookup
 
-LossFn = Callable[[Any, Any], tuple[Any, Any]]
+
+class Loss:
+    """A loss ``loss(logits, y) -> (loss, dlogits)``. The returned ``dlogits`` may live in a buffer that this
+    loss object reuses at its next call with the same batch shape (copy it to keep it)."""
+
+    name = "loss"
+
+    def __call__(self, logits: Any, y: Any) -> tuple[Any, Any]:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return self.name
 
 
-def one_hot(xp: Any, y: Any, num_classes: int, dtype: Any) -> Any:
-    """Rows of the identity for integer labels ``y`` (n,), as ``dtype`` (n, num_classes), built on y's device."""
-    classes = arange_like(xp, num_classes, y)
-    return xp.astype(xp.expand_dims(y, axis=1) == classes, dtype)
+class CrossEntropy(Loss):
+    """L = -(1/n) Σᵢ Σₖ tᵢₖ log softmax(zᵢ)ₖ;  dL/dz = (softmax(z) - t) / n, with targets
+    t = (1 - ε)·onehot(y) + ε/K (ε = ``label_smoothing``; ε = 0 is the usual one-hot loss)."""
+
+    name = "cross_entropy"
+
+    def __init__(self, label_smoothing: float = 0.0):
+        if not 0 <= label_smoothing < 1:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+        self.label_smoothing = float(label_smoothing)
+
+    def __call__(self, logits: Any, y: Any) -> tuple[Any, Any]:
+        return ops_for(logits).softmax_cross_entropy(logits, y, self.label_smoothing, key=id(self))
+
+    def __repr__(self) -> str:
+        return f"{self.name}(label_smoothing={self.label_smoothing})" if self.label_smoothing else self.name
 
 
-def log_softmax(xp: Any, logits: Any) -> Any:
-    """log softmax along the class axis, stable: z - max(z) - log Σ exp(z - max(z))."""
-    shifted = logits - xp.max(logits, axis=1, keepdims=True)
-    return shifted - xp.log(xp.sum(xp.exp(shifted), axis=1, keepdims=True))
+class MeanSquaredError(Loss):
+    """L = (1/n) Σᵢ Σₖ (pᵢₖ - onehot(yᵢ)ₖ)² with p = softmax(z): the mean over the batch of the sum over classes;
+    the gradient goes through the full softmax Jacobian (not its diagonal alone)."""
 
+    name = "mean_squared_error"
 
-def softmax(xp: Any, logits: Any) -> Any:
-    """softmax along the class axis, stable (max subtracted before exp)."""
-    e = xp.exp(logits - xp.max(logits, axis=1, keepdims=True))
-    return e / xp.sum(e, axis=1, keepdims=True)
+    def __call__(self, logits: Any, y: Any) -> tuple[Any, Any]:
+        return ops_for(logits).softmax_mse(logits, y, key=id(self))
 
 
 def cross_entropy(logits: Any, y: Any, label_smoothing: float = 0.0) -> tuple[Any, Any]:
-    """L = -(1/n) Σᵢ Σₖ tᵢₖ log softmax(zᵢ)ₖ;  dL/dz = (softmax(z) - t) / n,
-
-    with targets t = (1 - ε)·onehot(y) + ε/K (ε = ``label_smoothing``; ε = 0 is the usual one-hot loss).
-    """
-    xp = array_namespace(logits)
-    n, k = logits.shape
-    logp = log_softmax(xp, logits)
-    target = one_hot(xp, y, k, logits.dtype)
-    if label_smoothing:
-        target = (1.0 - label_smoothing) * target + label_smoothing / k
-    loss = -xp.sum(logp * target) / n
-    dlogits = (xp.exp(logp) - target) / n
-    return loss, dlogits
+    """Cross-entropy of ``logits`` against labels ``y`` as a function (see ``CrossEntropy``)."""
+    return ops_for(logits).softmax_cross_entropy(logits, y, label_smoothing)
 
 
 def mean_squared_error(logits: Any, y: Any) -> tuple[Any, Any]:
-    """L = (1/n) Σᵢ Σₖ (pᵢₖ - onehot(yᵢ)ₖ)² with p = softmax(z): the mean over the batch of the sum over classes.
-
-    The gradient goes through the full softmax Jacobian J = diag(p) - p pᵀ (not its diagonal alone):
-    dL/dz = Jᵀ g = p ⊙ (g - (g·p)) with g = dL/dp = 2 (p - onehot) / n.
-    """
-    xp = array_namespace(logits)
-    n, k = logits.shape
-    p = softmax(xp, logits)
-    diff = p - one_hot(xp, y, k, logits.dtype)
-    loss = xp.sum(diff * diff) / n
-    g = (2.0 / n) * diff
-    dlogits = p * (g - xp.sum(g * p, axis=1, keepdims=True))
-    return loss, dlogits
+    """Mean squared error of softmax(``logits``) against one-hot ``y`` as a function (see ``MeanSquaredError``)."""
+    return ops_for(logits).softmax_mse(logits, y)
 
 
-LOSSES: dict[str, LossFn] = {"cross_entropy": cross_entropy, "mean_squared_error": mean_squared_error}
+def softmax(logits: Any) -> Any:
+    """softmax along the class axis (``Ops.softmax`` of the array's device)."""
+    return ops_for(logits).softmax(logits)
 
 
-def get_loss(name: str, label_smoothing: float = 0.0) -> LossFn:
+LOSSES: dict[str, type[Loss]] = {"cross_entropy": CrossEntropy, "mean_squared_error": MeanSquaredError}
+
+
+def get_loss(name: str, label_smoothing: float = 0.0) -> Loss:
     """Return the loss called ``name`` (``cross_entropy mean_squared_error``).
 
     The loss is called as ``loss(logits, y) -> (loss, dlogits)``. ``label_smoothing`` (cross-entropy only)
     mixes the one-hot targets with the uniform distribution.
     """
-    loss = lookup("loss", name, LOSSES)
+    cls = lookup("loss", name, LOSSES)
     if not 0 <= label_smoothing < 1:
         raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+    if cls is CrossEntropy:
+        return CrossEntropy(label_smoothing)
     if label_smoothing:
-        if loss is not cross_entropy:
-            raise ValueError("label smoothing applies to cross_entropy only")
-        return functools.partial(cross_entropy, label_smoothing=float(label_smoothing))
-    return loss
-
-
-def fused_cross_entropy(loss: LossFn) -> float | None:
-    """The label smoothing of ``loss`` if it is (smoothed) cross-entropy, which fused kernels compute; else None."""
-    if loss is cross_entropy:
-        return 0.0
-    if isinstance(loss, functools.partial) and loss.func is cross_entropy:
-        return float(loss.keywords.get("label_smoothing", 0.0))
-    return None
+        raise ValueError("label smoothing applies to cross_entropy only")
+    return cls()

@@ -1,4 +1,7 @@
-"""The multilayer perceptron: affine layers with one hidden activation, logits out, hand-written backward."""
+"""The multilayer perceptron: affine layers with one hidden activation, logits out, hand-written backward.
+
+One forward and one backward, composed of the backend's ``Ops`` calls; the speed comes from the ops (workspaces,
+fused kernels), not from a second copy of this logic."""
 
 from __future__ import annotations
 
@@ -9,7 +12,6 @@ from typing import Any
 from fmnist.backend import Backend, get_backend
 from fmnist.network.activations import Activation, get_activation
 from fmnist.network.init import get_initializer
-from fmnist.network.losses import fused_cross_entropy
 from fmnist.network.parameters import FlatParameters, Parameter
 
 
@@ -26,7 +28,7 @@ class MLP:
         backend: a ``Backend`` or device name; arrays live on its device.
         seed: seed of the host RNG the weights are drawn from (same weights on every device).
         dropout: inverted-dropout rate p of every hidden layer's output during training (0: off). A kept unit is
-            scaled by 1/(1-p), so evaluation (no ``rng`` given) needs no rescaling.
+            scaled by 1/(1-p), so evaluation (no ``noise`` given) needs no rescaling.
     """
 
     def __init__(
@@ -59,9 +61,7 @@ class MLP:
         rng = self.backend.rng(seed)
         for weight, fan_in, fan_out in zip(self.weights, sizes[:-1], sizes[1:], strict=True):
             weight.data[...] = init(rng, fan_in, fan_out)
-        self._inputs: list[Any] = []
-        self._outputs: list[Any] = []  # hidden activations before dropout (for f')
-        self._masks: list[Any] = []  # scaled dropout masks, when training with dropout
+        self._cache: list[tuple[Any, Any, Any]] = []  # per layer: (input, activation output, dropout mask)
 
     @property
     def num_layers(self) -> int:
@@ -77,103 +77,52 @@ class MLP:
         """Every trainable parameter, in layer order (weight, bias, weight, bias, ...)."""
         return list(self.flat.params)
 
-    def forward(self, x: Any, rng: Any = None) -> Any:
+    def forward(self, x: Any, noise: Any = None) -> Any:
         """Logits (n, classes) for inputs x (n, sizes[0]); caches what ``backward`` needs.
 
-        Given ``rng`` (a backend ``HostRNG``) and ``dropout > 0``, this is a training pass: each hidden output is
-        multiplied by a mask of 0 and 1/(1-p) drawn from ``rng``. Without ``rng`` it is the evaluation pass.
+        Given ``noise`` (a ``NoiseStream``, which the trainer owns) and ``dropout > 0``, this is a training pass:
+        each hidden output is multiplied by a mask of 0 and 1/(1-p) drawn from it. Without it, the evaluation pass.
+        Hidden activations live in buffers the backend's ``Ops`` may reuse at the next ``forward``; the returned
+        logits are a fresh array.
         """
-        xp = self.backend.xp
-        inputs, outputs, masks = [], [], []
+        ops, me = self.backend.ops, id(self)
+        cache = []
         last = self.num_layers - 1
         for i, (weight, bias) in enumerate(zip(self.weights, self.biases, strict=True)):
-            inputs.append(x)
-            z = xp.matmul(x, weight.data) + bias.data
             if i == last:
-                x = z
-                break
-            x = self.activation.forward(xp, z)
-            outputs.append(x)
-            if rng is not None and self.dropout:
-                keep = xp.astype(rng.random(tuple(x.shape)) >= self.dropout, x.dtype)
-                masks.append(keep * (1.0 / (1.0 - self.dropout)))
-                x = x * masks[-1]
-        self._inputs, self._outputs, self._masks = inputs, outputs, masks
-        return x
+                self._cache = [*cache, (x, None, None)]
+                return ops.linear(x, weight.data, bias.data)
+            z = ops.linear(x, weight.data, bias.data, key=(me, i))
+            a = self.activation.forward(ops, z, key=(me, i))
+            out, mask = a, None
+            if noise is not None and self.dropout:
+                out, mask = ops.dropout(a, self.dropout, *noise.next(), key=(me, i))
+            cache.append((x, a, mask))  # (layer input, activation output, dropout mask)
+            x = out
+        raise AssertionError("unreachable: an MLP has at least one layer")
 
     __call__ = forward
 
     def backward(self, dlogits: Any) -> None:
         """Back-propagate dL/dlogits from the last ``forward`` and overwrite every parameter's ``grad``."""
-        if not self._inputs:
+        if not self._cache:
             raise RuntimeError("backward() needs a forward() first")
-        xp = self.backend.xp
+        ops, me = self.backend.ops, id(self)
         dz = dlogits
         for i in range(self.num_layers - 1, -1, -1):
-            a_in = self._inputs[i]
-            self.weights[i].grad[...] = xp.matmul(a_in.T, dz)
-            self.biases[i].grad[...] = xp.sum(dz, axis=0)
+            weight, bias = self.weights[i], self.biases[i]
+            dx = ops.linear_backward(self._cache[i][0], weight.data, dz, weight.grad, bias.grad, i > 0, key=(me, i))
             if i > 0:
-                da = xp.matmul(dz, self.weights[i].data.T)
-                if self._masks:
-                    da = da * self._masks[i - 1]
-                dz = self.activation.backward(xp, self._outputs[i - 1], da)
-
-    def train_step(self, x: Any, y: Any, loss_fn: Any, optimizer: Any, rng: Any = None) -> tuple[Any, Any]:
-        """Forward, loss, backward and ``optimizer.step()`` on one batch; returns (loss, number correct) as
-        device scalars, without a host round-trip.
-
-        With the backend's fused kernels this runs the fast path (preallocated workspaces, in-place activations,
-        fused softmax + cross-entropy gradient); otherwise the reference ``forward``/``backward``. Both give the
-        same parameters (parity tests). ``rng`` draws the dropout masks (needed when ``dropout > 0``).
-        """
-        if self.dropout and rng is None:
-            raise ValueError("a model with dropout needs rng= for its training step")
-        xp = self.backend.xp
-        kernels = self.backend.kernels
-        if kernels is None:
-            logits = self.forward(x, rng)
-            correct = xp.sum(xp.astype(xp.argmax(logits, axis=1) == y, xp.int64))
-            loss, dlogits = loss_fn(logits, y)
-            self.backward(dlogits)
-            optimizer.step()
-            return loss, correct
-        n, last, act = int(x.shape[0]), self.num_layers - 1, self.activation.name
-        inputs, outputs, masks = [], [], []
-        for i, (weight, bias) in enumerate(zip(self.weights, self.biases, strict=True)):
-            inputs.append(x)
-            z = kernels.linear(x, weight.data, bias.data, out=kernels.buffer(("z", i), (n, weight.shape[1])))
-            x = z if i == last else kernels.activate(act, z)
-            if i < last:
-                outputs.append(x)
-                if self.dropout:
-                    x, mask = kernels.dropout(x, rng.random(tuple(x.shape)), self.dropout, key=i)
-                    masks.append(mask)
-        correct = xp.sum(xp.argmax(x, axis=1) == y)
-        smoothing = fused_cross_entropy(loss_fn)
-        if smoothing is not None:
-            loss, dz = kernels.softmax_cross_entropy(x, y, smoothing)  # dlogits overwrite the logits workspace
-        else:
-            loss, dz = loss_fn(x, y)
-        for i in range(last, -1, -1):
-            kernels.matmul(inputs[i].T, dz, out=self.weights[i].grad)
-            kernels.sum_rows(dz, out=self.biases[i].grad)
-            if i > 0:
-                da = kernels.matmul(dz, self.weights[i].data.T, out=kernels.buffer(("da", i), inputs[i].shape))
-                if masks:
-                    kernels.dropout_backward(da, masks[i - 1], self.dropout)
-                dz = kernels.activation_backward(act, outputs[i - 1], da)
-        self._inputs, self._outputs, self._masks = [], [], []  # workspaces are reused: no stale backward cache
-        optimizer.step()
-        return loss, correct
+                _, a, mask = self._cache[i - 1]
+                if mask is not None:
+                    dx = ops.dropout_backward(dx, mask, key=(me, i - 1))
+                dz = self.activation.backward(ops, a, dx, key=(me, i - 1))
 
     def predict(self, x: Any, batch_size: int = 4096) -> Any:
-        """Class indices (n,) for inputs x, evaluated in chunks; does not disturb the backward cache."""
-        xp = self.backend.xp
-        saved, n = (self._inputs, self._outputs, self._masks), x.shape[0]
+        """Class indices (n,) for inputs x, evaluated in chunks."""
+        xp, n = self.backend.xp, int(x.shape[0])
         out = [xp.argmax(self.forward(x[i : min(i + batch_size, n), ...]), axis=1) for i in range(0, n, batch_size)]
-        self._inputs, self._outputs, self._masks = saved
-        return xp.concat(out) if len(out) > 1 else out[0]
+        return self.backend.concat(out) if len(out) > 1 else out[0]
 
     def state_dict(self) -> dict[str, Any]:
         """Parameter arrays by name (device arrays; views, copy before keeping)."""

@@ -1,105 +1,94 @@
 """Optimizers over a list of ``Parameter``s, with state created once and updated in place.
 
-When the parameters are exactly the views of one ``FlatParameters`` buffer (as ``MLP.parameters()`` returns),
-the update runs once over the whole flat buffer; otherwise once per parameter. The maths is the same either way.
+Each rule declares its hyperparameters and their defaults once (``defaults``) and its step is one call of its
+``Ops`` update method (where the formula lives). When the parameters are exactly the views of one
+``FlatParameters`` buffer (as ``MLP.parameters()`` returns), that call covers the whole model in one pass;
+otherwise it runs once per parameter. The maths is the same either way.
 
 Notation: g is the gradient plus L2 weight decay (g = ∇L + λθ), t the step count starting at 1.
 """
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, ClassVar
 
-from fmnist.backend.compat import array_namespace
+from fmnist.backend import ops_for
 from fmnist.network._names import lookup
 from fmnist.network.parameters import Parameter
+
+# Every hyperparameter any rule takes, with its valid range (checked once, at construction).
+_RANGES: dict[str, tuple[str, Any]] = {
+    "lr": ("must be > 0", lambda v: v > 0),
+    "momentum": ("must be in [0, 1)", lambda v: 0 <= v < 1),
+    "beta": ("must be in [0, 1)", lambda v: 0 <= v < 1),
+    "beta1": ("must be in [0, 1)", lambda v: 0 <= v < 1),
+    "beta2": ("must be in [0, 1)", lambda v: 0 <= v < 1),
+    "eps": ("must be > 0", lambda v: v > 0),
+    "weight_decay": ("must be >= 0", lambda v: v >= 0),
+}
 
 
 class Optimizer:
     """Base class: holds (data, grad) slots, the step count ``t`` and per-slot state arrays.
 
-    Subclasses name their state arrays in ``state_names`` and implement ``update(xp, data, g, state)``, the
-    readable reference. Over one model's flat buffer, ``step()`` runs the backend's fused kernel for ``rule``
-    instead (one pass, no temporaries) when the backend has one; set ``kernels = None`` for the reference path.
+    A rule declares ``defaults`` (its hyperparameters), ``state_names`` (its state arrays) and ``update``, one
+    call of its ``Ops`` method. Every rule also takes ``weight_decay`` (L2 added to the gradient, or with
+    ``decoupled_weight_decay`` AdamW-style shrinking θ ← θ(1 - lr·λ)) and ``max_grad_norm`` (global clipping).
     """
 
-    state_names: tuple[str, ...] = ()
-    rule = ""
+    defaults: ClassVar[dict[str, float]] = {"lr": 1e-3}
+    state_names: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,
         params: Iterable[Parameter],
-        lr: float = 1e-3,
         weight_decay: float = 0.0,
         decoupled_weight_decay: bool = False,
         max_grad_norm: float | None = None,
+        **hyperparameters: float,
     ):
         params = list(params)
         if not params:
             raise ValueError("the optimizer got no parameters")
-        if not lr > 0:
-            raise ValueError(f"lr must be > 0, got {lr}")
-        if not weight_decay >= 0:
-            raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
+        unknown = sorted(set(hyperparameters) - set(self.defaults))
+        if unknown:
+            raise TypeError(f"{type(self).__name__} takes no hyperparameter(s) {unknown}; valid: {list(self.defaults)}")
+        values = {**self.defaults, **hyperparameters, "weight_decay": weight_decay}
+        for name, value in values.items():
+            message, valid = _RANGES[name]
+            if not valid(value):
+                raise ValueError(f"{name} {message}, got {value}")
+            setattr(self, name, float(value))
         if max_grad_norm is not None and not max_grad_norm > 0:
             raise ValueError(f"max_grad_norm must be > 0, got {max_grad_norm}")
         self.decoupled_weight_decay = bool(decoupled_weight_decay)
         self.max_grad_norm = None if max_grad_norm is None else float(max_grad_norm)
         self.params = params
-        self.lr = float(lr)
-        self.weight_decay = float(weight_decay)
-        names = list(inspect.signature(type(self).__init__).parameters)
-        names += ["decoupled_weight_decay", "max_grad_norm"]
-        self._hyper_names = tuple(dict.fromkeys(n for n in names if n not in ("self", "params", "options")))
         self.t = 0
         owner = params[0].owner
-        self.kernels = None
         if owner is not None and [id(p) for p in owner.params] == [id(p) for p in params]:
             self.slots = [(owner.data, owner.grad)]  # one update over the flat buffers
-            self.kernels = owner.backend.kernels
+            self.ops = owner.backend.ops
         else:
             self.slots = [(p.data, p.grad) for p in params]
-        self.xp = array_namespace(self.slots[0][0])
-        self.state = [{name: self.xp.zeros_like(data) for name in self.state_names} for data, _ in self.slots]
-        self._kernel_hyper = tuple(
-            n for n in self._hyper_names if n in ("lr", "momentum", "beta", "beta1", "beta2", "eps")
-        )
+            self.ops = ops_for(params[0].data)
+        xp = self.ops.xp
+        self.state = [{name: xp.zeros_like(data) for name in self.state_names} for data, _ in self.slots]
+
+    @property
+    def _decay(self) -> dict[str, Any]:
+        return {"weight_decay": self.weight_decay, "decoupled": self.decoupled_weight_decay}
 
     def step(self) -> None:
-        """Apply one update to every parameter from its current ``grad``.
-
-        Before the rule: gradient-norm clipping (g ← g·min(1, c/‖g‖) over all parameters together) and, with
-        ``decoupled_weight_decay`` (AdamW-style), θ ← θ(1 - lr·λ) instead of adding λθ to the gradient.
-        """
+        """Apply one update to every parameter from its current ``grad`` (clipped first when asked)."""
         self.t += 1
         if self.max_grad_norm is not None:
-            self._clip_gradients()
-        l2 = self.weight_decay
-        if self.decoupled_weight_decay and l2:
-            for data, _ in self.slots:
-                data *= 1.0 - self.lr * l2
-            l2 = 0.0
-        if self.kernels is not None and len(self.slots) == 1:
-            (data, grad), state = self.slots[0], self.state[0]
-            hyper = {name: float(getattr(self, name)) for name in self._kernel_hyper}
-            hyper["weight_decay"] = l2
-            self.kernels.optimizer_step(self.rule, data, grad, [state[n] for n in self.state_names], hyper, self.t)
-            return
+            self.ops.clip_grad_norm([grad for _, grad in self.slots], self.max_grad_norm)
         for (data, grad), state in zip(self.slots, self.state, strict=True):
-            g = grad + l2 * data if l2 else grad
-            self.update(self.xp, data, g, state)
+            self.update(data, grad, state)
 
-    def _clip_gradients(self) -> None:
-        xp = self.xp
-        squares = [xp.sum(grad * grad) for _, grad in self.slots]
-        norm = xp.sqrt(sum(squares[1:], squares[0]))
-        scale = xp.minimum(1.0 / (norm + 1e-6) * self.max_grad_norm, 1.0)  # a device scalar: no host sync
-        for _, grad in self.slots:
-            grad *= scale
-
-    def update(self, xp: Any, data: Any, g: Any, state: dict[str, Any]) -> None:
+    def update(self, data: Any, grad: Any, state: dict[str, Any]) -> None:
         raise NotImplementedError
 
     def zero_grad(self) -> None:
@@ -107,9 +96,15 @@ class Optimizer:
         for _, grad in self.slots:
             grad[...] = 0.0
 
-    def hyperparameters(self) -> dict[str, float]:
-        """The constructor's hyperparameters by name, for run records."""
-        return {name: getattr(self, name) for name in self._hyper_names}
+    def hyperparameters(self) -> dict[str, Any]:
+        """The hyperparameters by name, for run records."""
+        rule = {name: getattr(self, name) for name in self.defaults}
+        return {
+            **rule,
+            "weight_decay": self.weight_decay,
+            "decoupled_weight_decay": self.decoupled_weight_decay,
+            "max_grad_norm": self.max_grad_norm,
+        }
 
     def state_dict(self) -> dict[str, Any]:
         """``{"t": step, "<slot>.<name>": array, ...}``: everything needed to resume exactly."""
@@ -137,136 +132,60 @@ class Optimizer:
 
 
 class SGD(Optimizer):
-    """θ ← θ - lr·g."""
+    """θ ← θ - lr·g   (torch.optim.SGD)."""
 
-    rule = "sgd"
-
-    def update(self, xp: Any, data: Any, g: Any, state: dict[str, Any]) -> None:
-        data -= self.lr * g
+    def update(self, data: Any, grad: Any, state: dict[str, Any]) -> None:
+        self.ops.sgd_update(data, grad, lr=self.lr, **self._decay)
 
 
 class Momentum(Optimizer):
     """b ← μ·b + g;  θ ← θ - lr·b   (torch.optim.SGD with momentum=μ, dampening=0)."""
 
-    rule = "momentum"
+    defaults: ClassVar[dict[str, float]] = {"lr": 1e-2, "momentum": 0.9}
+    state_names: ClassVar[tuple[str, ...]] = ("momentum_buffer",)
+    nesterov = False
 
-    state_names = ("momentum_buffer",)
-
-    def __init__(
-        self,
-        params: Iterable[Parameter],
-        lr: float = 1e-2,
-        momentum: float = 0.9,
-        weight_decay: float = 0.0,
-        **options: Any,
-    ):
-        if not 0 <= momentum < 1:
-            raise ValueError(f"momentum must be in [0, 1), got {momentum}")
-        self.momentum = float(momentum)
-        super().__init__(params, lr=lr, weight_decay=weight_decay, **options)
-
-    def update(self, xp: Any, data: Any, g: Any, state: dict[str, Any]) -> None:
+    def update(self, data: Any, grad: Any, state: dict[str, Any]) -> None:
         buf = state["momentum_buffer"]
-        buf *= self.momentum
-        buf += g
-        data -= self.lr * self.direction(g, buf)
-
-    def direction(self, g: Any, buf: Any) -> Any:
-        return buf
+        self.ops.momentum_update(
+            data, grad, buf, lr=self.lr, momentum=self.momentum, nesterov=self.nesterov, **self._decay
+        )
 
 
 class Nesterov(Momentum):
     """b ← μ·b + g;  θ ← θ - lr·(g + μ·b)   (torch.optim.SGD with nesterov=True): the look-ahead gradient step."""
 
-    rule = "nag"
-
-    def direction(self, g: Any, buf: Any) -> Any:
-        return g + self.momentum * buf
+    nesterov = True
 
 
 class RMSprop(Optimizer):
     """v ← β·v + (1-β)·g²;  θ ← θ - lr·g / (√v + ε)   (torch.optim.RMSprop with alpha=β)."""
 
-    rule = "rmsprop"
+    defaults: ClassVar[dict[str, float]] = {"lr": 1e-3, "beta": 0.9, "eps": 1e-8}
+    state_names: ClassVar[tuple[str, ...]] = ("square_avg",)
 
-    state_names = ("square_avg",)
-
-    def __init__(
-        self,
-        params: Iterable[Parameter],
-        lr: float = 1e-3,
-        beta: float = 0.9,
-        eps: float = 1e-8,
-        weight_decay: float = 0.0,
-        **options: Any,
-    ):
-        _check_beta("beta", beta)
-        _check_eps(eps)
-        self.beta, self.eps = float(beta), float(eps)
-        super().__init__(params, lr=lr, weight_decay=weight_decay, **options)
-
-    def update(self, xp: Any, data: Any, g: Any, state: dict[str, Any]) -> None:
+    def update(self, data: Any, grad: Any, state: dict[str, Any]) -> None:
         v = state["square_avg"]
-        v *= self.beta
-        v += (1.0 - self.beta) * (g * g)
-        data -= self.lr * g / (xp.sqrt(v) + self.eps)
+        self.ops.rmsprop_update(data, grad, v, lr=self.lr, beta=self.beta, eps=self.eps, **self._decay)
 
 
 class Adam(Optimizer):
     """m ← β₁m + (1-β₁)g;  v ← β₂v + (1-β₂)g²;  θ ← θ - lr·m̂ / (√v̂ + ε), m̂ = m/(1-β₁ᵗ), v̂ = v/(1-β₂ᵗ)."""
 
-    rule = "adam"
+    defaults: ClassVar[dict[str, float]] = {"lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8}
+    state_names: ClassVar[tuple[str, ...]] = ("exp_avg", "exp_avg_sq")
+    nesterov = False
 
-    state_names = ("exp_avg", "exp_avg_sq")
-
-    def __init__(
-        self,
-        params: Iterable[Parameter],
-        lr: float = 1e-3,
-        beta1: float = 0.9,
-        beta2: float = 0.999,
-        eps: float = 1e-8,
-        weight_decay: float = 0.0,
-        **options: Any,
-    ):
-        _check_beta("beta1", beta1)
-        _check_beta("beta2", beta2)
-        _check_eps(eps)
-        self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
-        super().__init__(params, lr=lr, weight_decay=weight_decay, **options)
-
-    def update(self, xp: Any, data: Any, g: Any, state: dict[str, Any]) -> None:
+    def update(self, data: Any, grad: Any, state: dict[str, Any]) -> None:
         m, v = state["exp_avg"], state["exp_avg_sq"]
-        m *= self.beta1
-        m += (1.0 - self.beta1) * g
-        v *= self.beta2
-        v += (1.0 - self.beta2) * (g * g)
-        # bias corrections are host floats from the host step count: no device sync
-        bc1 = 1.0 - self.beta1**self.t
-        bc2 = 1.0 - self.beta2**self.t
-        data -= self.lr * self.numerator(m / bc1, g, bc1) / (xp.sqrt(v / bc2) + self.eps)
-
-    def numerator(self, m_hat: Any, g: Any, bc1: float) -> Any:
-        return m_hat
+        hyper = {"lr": self.lr, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps, "t": self.t}
+        self.ops.adam_update(data, grad, m, v, nesterov=self.nesterov, **hyper, **self._decay)
 
 
 class Nadam(Adam):
     """Adam with Nesterov momentum: θ ← θ - lr·(β₁m̂ + (1-β₁)·g/(1-β₁ᵗ)) / (√v̂ + ε)."""
 
-    rule = "nadam"
-
-    def numerator(self, m_hat: Any, g: Any, bc1: float) -> Any:
-        return self.beta1 * m_hat + ((1.0 - self.beta1) / bc1) * g
-
-
-def _check_beta(name: str, value: float) -> None:
-    if not 0 <= value < 1:
-        raise ValueError(f"{name} must be in [0, 1), got {value}")
-
-
-def _check_eps(eps: float) -> None:
-    if not eps > 0:
-        raise ValueError(f"eps must be > 0, got {eps}")
+    nesterov = True
 
 
 OPTIMIZERS: dict[str, type[Optimizer]] = {
@@ -278,24 +197,16 @@ OPTIMIZERS: dict[str, type[Optimizer]] = {
     "nadam": Nadam,
 }
 
-HYPERPARAMETERS = (
-    "lr",
-    "momentum",
-    "beta",
-    "beta1",
-    "beta2",
-    "eps",
-    "weight_decay",
-    "decoupled_weight_decay",
-    "max_grad_norm",
-)
+COMMON = ("weight_decay", "decoupled_weight_decay", "max_grad_norm")
+HYPERPARAMETERS = tuple(dict.fromkeys(name for cls in OPTIMIZERS.values() for name in cls.defaults)) + COMMON
 
 
 def get_optimizer(name: str, params: Iterable[Parameter], **hyperparameters: float) -> Optimizer:
     """Build the optimizer called ``name`` (``sgd momentum nag rmsprop adam nadam``) over ``params``.
 
-    Any of ``lr momentum beta beta1 beta2 eps weight_decay`` (``epsilon`` is accepted for ``eps``) may be given;
-    those the chosen rule does not use are ignored, so one set of command-line options fits every optimizer.
+    Any of ``lr momentum beta beta1 beta2 eps weight_decay decoupled_weight_decay max_grad_norm`` (``epsilon`` is
+    accepted for ``eps``) may be given; those the chosen rule does not use are ignored, so one set of command-line
+    options fits every optimizer.
 
     Raises:
         ValueError: unknown optimizer name or an invalid hyperparameter value.
@@ -307,5 +218,5 @@ def get_optimizer(name: str, params: Iterable[Parameter], **hyperparameters: flo
     unknown = set(hyperparameters) - set(HYPERPARAMETERS)
     if unknown:
         raise TypeError(f"unknown optimizer hyperparameter(s) {sorted(unknown)}; valid: {', '.join(HYPERPARAMETERS)}")
-    accepted = set(inspect.signature(cls.__init__).parameters) | {"decoupled_weight_decay", "max_grad_norm"}
+    accepted = set(cls.defaults) | set(COMMON)
     return cls(params, **{k: v for k, v in hyperparameters.items() if k in accepted})

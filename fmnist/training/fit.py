@@ -1,8 +1,9 @@
 """The fit loop: pure library code that never prints; progress goes to callbacks.
 
 Per step the loop keeps everything on the device: each batch's loss and number of correct predictions are
-written into small device buffers, which are read back once every ``report_every`` steps (one host sync) to feed
-the progress callback, detect a diverging loss at the exact step, and build the epoch's metrics.
+written into one small device buffer, which is read back once every ``report_every`` steps (one host sync) to feed
+the progress callback, detect a diverging loss at the exact step, and build the epoch's metrics. The validation
+pass accumulates on the device too and is read once.
 
 The whole state of a run (weights, optimizer state, step, RNG state, position inside an epoch and that epoch's
 shuffled order) can be captured with ``state()`` and restored with ``restore()``, so an interrupted run resumes
@@ -19,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from fmnist.backend import NoiseStream
 from fmnist.data import DeviceData
 from fmnist.network import MLP, Optimizer
 
@@ -89,8 +91,8 @@ class Trainer:
         rng: the backend ``HostRNG`` used to shuffle each epoch.
         patience: stop when the validation loss has not improved for this many epochs (``None``: never).
         lr_factor: multiplier of the optimizer's base learning rate for step t = 1, 2, ... (``None``: constant).
-        noise_rng: the backend ``HostRNG`` for dropout masks and augmentation (default: ``rng``).
-        augment: ``augment(x, rng) -> x`` applied to each training batch on the device.
+        noise: the ``NoiseStream`` of dropout masks and augmentation (counter-based: its state is two integers).
+        augment: ``augment(x, noise) -> x`` applied to each training batch on the device.
         report_every: steps between host reads of the running loss (progress, divergence check).
     """
 
@@ -103,7 +105,7 @@ class Trainer:
     rng: Any
     patience: int | None = None
     lr_factor: Callable[[int], float] | None = None
-    noise_rng: Any = None
+    noise: NoiseStream | None = None
     augment: Callable[[Any, Any], Any] | None = None
     report_every: int = 0
     history: list[EpochMetrics] = field(default_factory=list)
@@ -117,11 +119,11 @@ class Trainer:
         if self.report_every <= 0:
             self.report_every = max(1, 8192 // self.batch_size)
         be = self.model.backend
+        self.ops = be.ops
         self.base_lr = self.optimizer.lr
-        if self.noise_rng is None:
-            self.noise_rng = self.rng
-        self._losses = be.zeros(self.report_every)
-        self._correct = be.zeros(self.report_every, dtype=be.xp.int64)
+        if self.noise is None:
+            self.noise = NoiseStream(0)
+        self._stats = be.zeros((2, self.report_every))  # per step: loss, number correct (read once per report)
         self._sizes: list[int] = []
 
     @property
@@ -171,14 +173,12 @@ class Trainer:
             rows = run.order[start : min(start + bs, n)]
             x = self.train.features(rows)
             if self.augment is not None:
-                x = self.augment(x, self.noise_rng)
+                x = self.augment(x, self.noise)
             y = xp.take(self.train.labels, rows, axis=0)
             if self.lr_factor is not None:
                 self.optimizer.lr = self.base_lr * self.lr_factor(self.optimizer.t + 1)
-            loss, correct = self.model.train_step(x, y, self.loss_fn, self.optimizer, self.noise_rng)
             slot = len(self._sizes)
-            self._losses[slot] = loss
-            self._correct[slot] = correct
+            self._stats[0, slot], self._stats[1, slot] = self.step(x, y)
             self._sizes.append(int(rows.shape[0]))
             run.position += 1
             if len(self._sizes) == self.report_every or run.position == steps:
@@ -186,8 +186,7 @@ class Trainer:
                 if on_progress is not None:
                     elapsed = run.seconds + time.perf_counter() - started
                     on_progress(Progress(epoch, epochs, run.seen, n, run.loss_sum / run.seen, elapsed))
-        be.synchronize()
-        run.seconds += time.perf_counter() - started
+        run.seconds += time.perf_counter() - started  # the last flush waited for the device
         val_loss, val_accuracy = evaluate(self.model, self.val, self.loss_fn) if self.val else (math.nan, math.nan)
         return EpochMetrics(
             epoch=epoch,
@@ -199,13 +198,23 @@ class Trainer:
             samples_per_second=run.seen / run.seconds if run.seconds > 0 else math.nan,
         )
 
+    def step(self, x: Any, y: Any) -> tuple[Any, Any]:
+        """One training step on a batch: forward, loss, backward, optimizer update. Returns (loss, number correct)
+        as 0-d device arrays, without a host round trip."""
+        logits = self.model.forward(x, self.noise)
+        correct = self.ops.count_correct(logits, y)
+        loss, dlogits = self.loss_fn(logits, y)
+        self.model.backward(dlogits)
+        self.optimizer.step()
+        return loss, correct
+
     def _flush(self, epoch: int, be: Any) -> None:
         """Read the buffered per-batch losses and counts (one host sync) and check them for divergence."""
         k = len(self._sizes)
         if k == 0:
             return
-        losses = be.to_numpy(self._losses)[:k]
-        correct = be.to_numpy(self._correct)[:k]
+        stats = be.to_numpy(self._stats)
+        losses, correct = stats[0, :k], stats[1, :k]
         bad = np.flatnonzero(~np.isfinite(losses))
         run = self._run
         if bad.size:
@@ -213,7 +222,7 @@ class Trainer:
             raise DivergenceError(epoch, step_in_epoch, float(losses[bad[0]]))
         for loss, size in zip(losses.tolist(), self._sizes, strict=True):  # sequential: same sum however flushed
             run.loss_sum += loss * size
-        run.correct += int(correct.sum())
+        run.correct += round(float(correct.sum()))
         run.seen += sum(self._sizes)
         self._sizes = []
 
@@ -250,7 +259,7 @@ class Trainer:
             "epoch": self.epoch,
             "optimizer_t": self.optimizer.t,
             "rng_state": self.rng.state,
-            "noise_rng_state": self.noise_rng.state,
+            "noise_state": self.noise.state,
             "history": [m.to_dict() for m in self.history],
             "best_epoch": self.best_epoch,
             "best_val_loss": self.best_val_loss if math.isfinite(self.best_val_loss) else None,
@@ -269,7 +278,8 @@ class Trainer:
                 opt_state[key.removeprefix("optimizer.")] = be.asarray(value, dtype=be.dtype)
         self.optimizer.load_state_dict(opt_state)
         self.rng.state = meta["rng_state"]
-        self.noise_rng.state = meta["noise_rng_state"]
+        if "noise_state" in meta:  # checkpoints of earlier versions drew noise from a host generator
+            self.noise.state = meta["noise_state"]
         self.history = [EpochMetrics(**m) for m in meta["history"]]
         self.best_epoch = int(meta["best_epoch"])
         self.best_val_loss = math.inf if meta["best_val_loss"] is None else float(meta["best_val_loss"])
@@ -280,26 +290,21 @@ class Trainer:
 
 
 def evaluate(model: MLP, data: DeviceData, loss_fn: Any, batch_size: int = 2048) -> tuple[float, float]:
-    """Mean loss and accuracy of ``model`` on ``data``, accumulated on the device and read once."""
-    loss_sum, correct = _accumulate(model, data, loss_fn, batch_size)
+    """Mean loss and accuracy of ``model`` on ``data``, accumulated on the device and read once (one host sync)."""
     be = model.backend
-    return be.to_float(loss_sum) / data.n, be.to_float(correct) / data.n
+    ops = be.ops
+    totals = be.zeros(2)  # loss sum, number correct
+    for x, y in data.batches(batch_size):
+        logits = model.forward(x)
+        loss, _ = loss_fn(logits, y)
+        totals[0] += loss * y.shape[0]
+        totals[1] += ops.count_correct(logits, y)
+    loss_sum, correct = be.to_numpy(totals).tolist()
+    return loss_sum / data.n, correct / data.n
 
 
 def predict(model: MLP, data: DeviceData, batch_size: int = 2048) -> np.ndarray:
     """Predicted classes of every sample of ``data``, in order, as a host array."""
     xp = model.backend.xp
     preds = [xp.argmax(model.forward(x), axis=1) for x, _ in data.batches(batch_size)]
-    return model.backend.to_numpy(xp.concat(preds))
-
-
-def _accumulate(model: MLP, data: DeviceData, loss_fn: Any, batch_size: int) -> tuple[Any, Any]:
-    be = model.backend
-    xp = be.xp
-    loss_sum, correct = be.zeros(()), be.zeros(())
-    for x, y in data.batches(batch_size):
-        logits = model.forward(x)
-        loss, _ = loss_fn(logits, y)
-        loss_sum += loss * y.shape[0]
-        correct += xp.sum(xp.astype(xp.argmax(logits, axis=1) == y, be.dtype))
-    return loss_sum, correct
+    return model.backend.to_numpy(model.backend.concat(preds))

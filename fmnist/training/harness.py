@@ -229,11 +229,25 @@ def isolated(function: Callable[..., float], *args: Any) -> float:
         return pool.submit(function, *args).result()
 
 
-def peers_available() -> bool:
-    """True when PyTorch is installed (the peers' implementation)."""
+def blas_info() -> list[dict[str, Any]]:
+    """The BLAS libraries NumPy loaded, with the kernel (architecture) and thread count threadpoolctl reports."""
+    from threadpoolctl import threadpool_info
+
+    keys = ("internal_api", "version", "architecture", "num_threads")
+    return [{k: pool.get(k) for k in keys} for pool in threadpool_info() if pool.get("user_api") == "blas"]
+
+
+def peers_available(device: str = "cpu") -> bool:
+    """True when PyTorch is installed (the peers' implementation) and, for the GPU, built with CUDA and seeing it."""
     import importlib.util
 
-    return importlib.util.find_spec("torch") is not None
+    if importlib.util.find_spec("torch") is None:
+        return False
+    if device == "gpu":
+        import torch
+
+        return bool(torch.cuda.is_available())
+    return True
 
 
 def run_bench(
@@ -257,8 +271,8 @@ def run_bench(
     """
     results: list[BenchResult] = []
     gflops: dict[str, float] = {}
-    with_torch = peers and peers_available()
     for device in devices:
+        with_torch = peers and peers_available(device)
         gflops[device] = sgemm_gflops(device, n=2048 if device == "gpu" else 1024)
         for batch in batch_sizes:
             case = BenchCase(sizes=sizes, batch_size=batch, samples=samples)

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from fmnist import __version__
-from fmnist.backend import Backend, get_backend
+from fmnist.backend import Backend, NoiseStream, get_backend
 from fmnist.data import Dataset, DeviceData, load_dataset, pixel_stats, stratified_split
 from fmnist.data.augment import augment_batch
 from fmnist.network import MLP, get_loss, get_optimizer
@@ -115,8 +115,8 @@ def build(config: TrainConfig, backend: Backend, splits: Splits) -> Trainer:
     augment = None
     if config.augment_shift or config.augment_flip:
 
-        def augment(x: Any, rng: Any) -> Any:
-            return augment_batch(backend, x, rng, max_shift=config.augment_shift, flip=config.augment_flip)
+        def augment(x: Any, noise: Any) -> Any:
+            return augment_batch(backend, x, noise, max_shift=config.augment_shift, flip=config.augment_flip)
 
     return Trainer(
         model=model,
@@ -128,7 +128,7 @@ def build(config: TrainConfig, backend: Backend, splits: Splits) -> Trainer:
         rng=backend.rng((config.seed, 1)),  # its own stream: shuffles do not depend on the weight draws
         patience=config.patience,
         lr_factor=None if config.lr_schedule == "constant" and not config.warmup_epochs else schedule,
-        noise_rng=backend.rng((config.seed, 2)),  # dropout masks and augmentation
+        noise=NoiseStream(config.seed),  # dropout masks and augmentation: counter-based, the same on every device
         augment=augment,
     )
 
@@ -299,9 +299,7 @@ def read_config(run_dir: str | Path) -> TrainConfig:
 
 def host_predictions(model: MLP, images: np.ndarray, norm: tuple[float, float]) -> np.ndarray:
     """Class probabilities (n, classes) for uint8 images (n, 28, 28) or (n, 784), as a host array."""
-    from fmnist.network.losses import softmax
-
     be = model.backend
     data = DeviceData(be, images, np.zeros(images.shape[0], dtype=np.int64), mean=norm[0], std=norm[1])
-    x = data.features(be.asarray(np.arange(data.n, dtype=np.int64)))
-    return be.to_numpy(softmax(be.xp, model.forward(x)))
+    x = data.features(be.arange(data.n))
+    return be.to_numpy(be.ops.softmax(model.forward(x)))

@@ -1,0 +1,127 @@
+"""Compiled single-threaded loops behind ``NumpyOps`` (Numba, cached on disk). ``numba`` is ``None`` here when
+Numba is not installed; ``NumpyOps`` then runs the readable ``Ops`` versions.
+
+Each loop is the formula of its ``Ops`` method written element by element, in float32, in one pass. They use one
+thread on purpose: beside OpenBLAS's threads a second spinning pool makes both slower (see PERFORMANCE notes).
+``error_model="numpy"`` drops Python's zero-division checks, which would keep LLVM from vectorising the loops.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+try:
+    import numba
+except ImportError:  # pragma: no cover - numba is a dependency; this keeps a broken install usable
+    numba = None
+
+
+def _jit(function):  # type: ignore[no-untyped-def]
+    if numba is None:  # pragma: no cover
+        return function
+    return numba.njit(cache=True, nogil=True, error_model="numpy")(function)
+
+
+_M32 = np.uint64(0xFFFFFFFF)
+_GOLDEN = np.uint64(0x9E3779B9)
+_MIX1 = np.uint64(0x85EBCA6B)
+_MIX2 = np.uint64(0xC2B2AE35)
+_S8, _S13, _S16 = np.uint64(8), np.uint64(13), np.uint64(16)
+_TWO_TO_MINUS_24 = np.float32(2.0**-24)
+
+
+@_jit
+def _fmix32(x):  # x: uint64 holding 32 bits; multiplications masked back to 32 bits
+    x ^= x >> _S16
+    x = (x * _MIX1) & _M32
+    x ^= x >> _S13
+    x = (x * _MIX2) & _M32
+    return x ^ (x >> _S16)
+
+
+@_jit
+def _unit(i, k0, k1):  # the i-th U[0, 1) float32 of the draw keyed (k0, k1), as in Ops.uniform
+    x = (np.uint64(i) * _GOLDEN + k0) & _M32
+    x = _fmix32(_fmix32(x) ^ k1)
+    return np.float32(x >> _S8) * _TWO_TO_MINUS_24
+
+
+@_jit
+def uniform(out, k0, k1):  # pragma: no cover - compiled
+    a, b = np.uint64(k0), np.uint64(k1)
+    for i in range(out.size):
+        out[i] = _unit(i, a, b)
+
+
+@_jit
+def dropout(x, out, mask, k0, k1, p, scale):  # pragma: no cover - compiled
+    a, b = np.uint64(k0), np.uint64(k1)
+    p32, s32, zero = np.float32(p), np.float32(scale), np.float32(0.0)
+    for i in range(x.size):
+        m = s32 if _unit(i, a, b) >= p32 else zero
+        mask[i] = m
+        out[i] = x[i] * m
+
+
+@_jit
+def shift_flip(x, out, u, k, flip, side):  # pragma: no cover - compiled
+    n = x.shape[0]
+    span = np.float32(2 * k + 1)
+    for i in range(n):
+        mirror = flip and u[i, 0] < np.float32(0.5)
+        dy = min(int(np.floor(u[i, 1] * span)), 2 * k) - k
+        dx = min(int(np.floor(u[i, 2] * span)), 2 * k) - k
+        for r in range(side):
+            sr = r + dy
+            for c in range(side):
+                sc = c + dx
+                if 0 <= sr < side and 0 <= sc < side:
+                    out[i, r * side + c] = x[i, sr * side + (side - 1 - sc if mirror else sc)]
+                else:
+                    out[i, r * side + c] = 0.0
+
+
+@_jit
+def sgd(data, grad, lr, l2, shrink):  # pragma: no cover - compiled
+    lr, l2, shrink = np.float32(lr), np.float32(l2), np.float32(shrink)
+    for i in range(data.size):
+        d = data[i]
+        data[i] = d * shrink - lr * (grad[i] + l2 * d)
+
+
+@_jit
+def momentum(data, grad, buf, lr, mu, nesterov, l2, shrink):  # pragma: no cover - compiled
+    lr, mu, l2, shrink = np.float32(lr), np.float32(mu), np.float32(l2), np.float32(shrink)
+    for i in range(data.size):
+        d = data[i]
+        g = grad[i] + l2 * d
+        b = mu * buf[i] + g
+        buf[i] = b
+        data[i] = d * shrink - lr * (g + mu * b if nesterov else b)
+
+
+@_jit
+def rmsprop(data, grad, square_avg, lr, beta, eps, l2, shrink):  # pragma: no cover - compiled
+    lr, rho, eps, l2, shrink = np.float32(lr), np.float32(beta), np.float32(eps), np.float32(l2), np.float32(shrink)
+    one_minus_rho = np.float32(1.0) - rho
+    for i in range(data.size):
+        d = data[i]
+        g = grad[i] + l2 * d
+        v = rho * square_avg[i] + one_minus_rho * g * g
+        square_avg[i] = v
+        data[i] = d * shrink - lr * g / (np.sqrt(v) + eps)
+
+
+@_jit
+def adam(data, grad, m, v, lr, beta1, beta2, eps, c_m, c_g, c_v, l2, shrink):  # pragma: no cover - compiled
+    f = np.float32
+    lr, b1, b2, eps, l2, shrink = f(lr), f(beta1), f(beta2), f(eps), f(l2), f(shrink)
+    a1, a2, c_m, c_g, c_v = f(1.0) - b1, f(1.0) - b2, f(c_m), f(c_g), f(c_v)
+    for i in range(data.size):
+        d = data[i]
+        g = grad[i] + l2 * d
+        mi = b1 * m[i] + a1 * g
+        vi = b2 * v[i] + a2 * g * g
+        m[i] = mi
+        v[i] = vi
+        data[i] = d * shrink - lr * (c_m * mi + c_g * g) / (np.sqrt(vi) * c_v + eps)

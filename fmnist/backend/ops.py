@@ -1,0 +1,318 @@
+"""``Ops``: the readable array-API primitives of fmnist, each formula written once.
+
+Everything a network computes goes through one ``Ops`` object (``backend.ops``): affine layers and their
+gradients, the activations and their derivatives, dropout, the losses with their gradients, batch gathering and
+augmentation, and one update method per optimizer rule. This class is the maths a student reads: plain array
+expressions against ``self.xp`` (NumPy, CuPy or array-api-strict), allocating freely, never touching the host.
+
+Faster classes override the same methods with the same signatures and are held to these by per-method parity
+tests: ``NumpyOps`` (reused workspaces, ``out=`` ufuncs, compiled one-pass loops) and ``CupyOps`` (CUDA kernels).
+
+Conventions shared by every implementation:
+
+- Methods never modify their inputs, except the optimizer updates (which update parameters and state in place),
+  ``clip_grad_norm`` (which scales gradients in place) and the ``*_grad`` arguments they are asked to fill.
+- ``key`` names the call site (any hashable, e.g. ``(id(layer), "z")``). An override may return a reused buffer
+  for it, valid until the next call with the same key and shape; ``None`` asks for a fresh array. The base class
+  always returns fresh arrays.
+- Random numbers come from ``uniform(shape, seed, counter)``, a counter-based generator: the same
+  ``(seed, counter)`` gives the same bits on every device, so noise never needs a saved device generator state.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+Key = Any
+
+# murmur3's 32-bit finaliser constants, and the golden-ratio increment of the element counter
+_MIX1, _MIX2, _GOLDEN = 0x85EBCA6B, 0xC2B2AE35, 0x9E3779B9
+_TWO_TO_MINUS_24 = 2.0**-24
+
+
+def splitmix64(z: int) -> int:
+    """One SplitMix64 step on a Python int (host): spreads a seed or counter over 64 well-mixed bits."""
+    z = (z + 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+    return z ^ (z >> 31)
+
+
+def draw_key(seed: int, counter: int) -> tuple[int, int]:
+    """The two 32-bit words that select draw number ``counter`` of stream ``seed`` (computed on the host)."""
+    z = splitmix64(splitmix64(int(seed) & 0xFFFFFFFFFFFFFFFF) ^ (int(counter) & 0xFFFFFFFFFFFFFFFF))
+    return z & 0xFFFFFFFF, z >> 32
+
+
+class Ops:
+    """The readable primitives. Subclasses override methods with faster versions of the same formula."""
+
+    def __init__(self, backend: Any):
+        self.backend = backend
+        self.xp = backend.xp
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    def __repr__(self) -> str:
+        return f"{self.name}({self.backend.name}, {self.backend.dtype_name})"
+
+    # --- random numbers -----------------------------------------------------------------------------------------
+
+    def uniform(self, shape: tuple[int, ...], seed: int, counter: int) -> Any:
+        """U[0, 1) float32 samples: element i is a hash of (i, seed, counter), identical on every device.
+
+        x = fmix(fmix(i·φ + k₀) ⊕ k₁) on uint32 (murmur3's finaliser, wrapping arithmetic), u = (x >> 8) · 2⁻²⁴.
+        """
+        xp, be = self.xp, self.backend
+        k0, k1 = draw_key(seed, counter)
+        x = be.arange(math.prod(shape), dtype=xp.uint32)
+        x = x * _GOLDEN + k0
+        x = _fmix32(_fmix32(x) ^ k1)
+        u = be.astype(x >> 8, xp.float32) * _TWO_TO_MINUS_24
+        return xp.reshape(u, shape)
+
+    # --- data ---------------------------------------------------------------------------------------------------
+
+    def gather_scale(self, images: Any, rows: Any, scale: float, shift: float, key: Key = None) -> Any:
+        """float rows of uint8 ``images`` (n, d) picked by the device index array ``rows``: pixel·scale + shift
+        (scale = 1/(255·std) and shift = -mean/std standardise; shift = 0 just scales to [0, 1])."""
+        x = self.backend.astype(self.xp.take(images, rows, axis=0), self.backend.dtype)
+        return x * scale + shift
+
+    def shift_flip(
+        self, x: Any, max_shift: int, flip: bool, seed: int, counter: int, side: int = 28, key: Key = None
+    ) -> Any:
+        """Augmented copies of the (n, side·side) images ``x``: each mirrored left-right with probability ½ (when
+        ``flip``) and then shifted by (dy, dx) ∈ [-max_shift, max_shift]² with zeros coming in at the border.
+
+        Draws (n, 3) uniforms u: mirror when u₀ < ½; the shift of the padded image is ⌊u·(2k+1)⌋ ∈ [0, 2k].
+        """
+        xp, be = self.xp, self.backend
+        n, k = int(x.shape[0]), int(max_shift)
+        u = self.uniform((n, 3), seed, counter)
+        images = xp.reshape(x, (n, side, side))
+        if flip:
+            mirror = xp.reshape(u[:, 0] < 0.5, (n, 1, 1))
+            images = xp.where(mirror, xp.flip(images, axis=2), images)
+        if k > 0:
+            width = side + 2 * k
+            padded = be.zeros((n, width, width), dtype=x.dtype)
+            padded[:, k : k + side, k : k + side] = images
+            offsets = xp.minimum(be.astype(xp.floor(u[:, 1:] * (2 * k + 1)), xp.int64), 2 * k)
+            base = be.arange(side, dtype=xp.int64)
+            rows = xp.broadcast_to(xp.reshape(offsets[:, 0:1] + base, (n, side, 1)), (n, side, width))
+            cols = xp.broadcast_to(xp.reshape(offsets[:, 1:2] + base, (n, 1, side)), (n, side, side))
+            images = xp.take_along_axis(xp.take_along_axis(padded, rows, axis=1), cols, axis=2)
+        return xp.reshape(images, (n, side * side))
+
+    # --- affine layer -------------------------------------------------------------------------------------------
+
+    def linear(self, x: Any, weight: Any, bias: Any, key: Key = None) -> Any:
+        """z = x W + b, with x (n, fan_in), W (fan_in, fan_out), b (fan_out,)."""
+        return self.xp.matmul(x, weight) + bias
+
+    def linear_backward(
+        self, x: Any, weight: Any, dz: Any, weight_grad: Any, bias_grad: Any, need_dx: bool = True, key: Key = None
+    ) -> Any:
+        """Fill ∂L/∂W = xᵀ dz and ∂L/∂b = Σₙ dz (overwriting ``weight_grad``/``bias_grad``) and return
+        ∂L/∂x = dz Wᵀ (``None`` when ``need_dx`` is false: the first layer needs no input gradient)."""
+        xp = self.xp
+        weight_grad[...] = xp.matmul(x.T, dz)
+        bias_grad[...] = xp.sum(dz, axis=0)
+        return xp.matmul(dz, weight.T) if need_dx else None
+
+    # --- activations: forward on z, backward from the output a ------------------------------------------------
+
+    def sigmoid(self, z: Any, key: Key = None) -> Any:
+        """σ(z) = 1 / (1 + e⁻ᶻ), computed without overflow: e^-|z| is in (0, 1]."""
+        xp = self.xp
+        e = xp.exp(-xp.abs(z))
+        return xp.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+    def sigmoid_backward(self, a: Any, da: Any, key: Key = None) -> Any:
+        """dz = da · σ'(z) = da · a (1 - a)."""
+        return da * a * (1.0 - a)
+
+    def tanh(self, z: Any, key: Key = None) -> Any:
+        """tanh z."""
+        return self.xp.tanh(z)
+
+    def tanh_backward(self, a: Any, da: Any, key: Key = None) -> Any:
+        """dz = da · (1 - a²)."""
+        return da * (1.0 - a * a)
+
+    def relu(self, z: Any, key: Key = None) -> Any:
+        """max(z, 0)."""
+        return self.xp.maximum(z, 0.0)
+
+    def relu_backward(self, a: Any, da: Any, key: Key = None) -> Any:
+        """dz = da where a > 0, else 0."""
+        return da * self.backend.astype(a > 0, da.dtype)
+
+    # --- dropout ------------------------------------------------------------------------------------------------
+
+    def dropout(self, a: Any, p: float, seed: int, counter: int, key: Key = None) -> tuple[Any, Any]:
+        """Inverted dropout: (a · mask, mask) with mask = [u ≥ p] / (1 - p) and u = ``uniform(a.shape, ...)``, so
+        a unit is kept with probability 1 - p and evaluation needs no rescaling."""
+        keep = self.uniform(tuple(a.shape), seed, counter) >= p
+        mask = self.backend.astype(keep, a.dtype) * (1.0 / (1.0 - p))
+        return a * mask, mask
+
+    def dropout_backward(self, da: Any, mask: Any, key: Key = None) -> Any:
+        """da · mask."""
+        return da * mask
+
+    # --- losses on logits ---------------------------------------------------------------------------------------
+
+    def one_hot(self, y: Any, num_classes: int, dtype: Any) -> Any:
+        """Rows of the identity for integer labels y (n,): (n, num_classes)."""
+        classes = self.backend.arange(num_classes, dtype=y.dtype)
+        return self.backend.astype(self.xp.expand_dims(y, axis=1) == classes, dtype)
+
+    def log_softmax(self, logits: Any) -> Any:
+        """log softmax along the class axis, stable: z - max z - log Σ exp(z - max z)."""
+        xp = self.xp
+        shifted = logits - xp.max(logits, axis=1, keepdims=True)
+        return shifted - xp.log(xp.sum(xp.exp(shifted), axis=1, keepdims=True))
+
+    def softmax(self, logits: Any) -> Any:
+        """softmax along the class axis, stable (max subtracted before exp)."""
+        xp = self.xp
+        e = xp.exp(logits - xp.max(logits, axis=1, keepdims=True))
+        return e / xp.sum(e, axis=1, keepdims=True)
+
+    def softmax_cross_entropy(
+        self, logits: Any, y: Any, label_smoothing: float = 0.0, key: Key = None
+    ) -> tuple[Any, Any]:
+        """L = -(1/n) Σᵢ Σₖ tᵢₖ log softmax(zᵢ)ₖ and dL/dz = (softmax(z) - t) / n, with targets
+        t = (1 - ε)·onehot(y) + ε/K (ε = ``label_smoothing``; 0 gives the usual one-hot loss). Returns
+        (L as a 0-d array, dL/dz)."""
+        xp = self.xp
+        n, k = logits.shape
+        logp = self.log_softmax(logits)
+        target = self.one_hot(y, k, logits.dtype)
+        if label_smoothing:
+            target = (1.0 - label_smoothing) * target + label_smoothing / k
+        loss = -xp.sum(logp * target) / n
+        return loss, (xp.exp(logp) - target) / n
+
+    def softmax_mse(self, logits: Any, y: Any, key: Key = None) -> tuple[Any, Any]:
+        """L = (1/n) Σᵢ Σₖ (pᵢₖ - onehot(yᵢ)ₖ)² with p = softmax(z), and its gradient through the full softmax
+        Jacobian J = diag(p) - p pᵀ: dL/dz = p ⊙ (g - (g·p)) with g = dL/dp = 2 (p - onehot) / n."""
+        xp = self.xp
+        n, k = logits.shape
+        p = self.softmax(logits)
+        diff = p - self.one_hot(y, k, logits.dtype)
+        g = (2.0 / n) * diff
+        return xp.sum(diff * diff) / n, p * (g - xp.sum(g * p, axis=1, keepdims=True))
+
+    def count_correct(self, logits: Any, y: Any) -> Any:
+        """How many rows have their largest logit at the label, as a 0-d float array (stays on the device)."""
+        hits = self.xp.argmax(logits, axis=1) == y
+        return self.xp.sum(self.backend.astype(hits, logits.dtype))
+
+    # --- optimizer rules (in place on the parameters and their state) -----------------------------------------
+    # Weight decay comes in two forms: L2 adds λθ to the gradient (g = ∇L + λθ); decoupled (AdamW-style) shrinks
+    # the parameters first, θ ← θ(1 - lr·λ), and leaves the gradient alone.
+
+    def _decayed(self, data: Any, grad: Any, lr: float, weight_decay: float, decoupled: bool) -> Any:
+        if not weight_decay:
+            return grad
+        if decoupled:
+            data *= 1.0 - lr * weight_decay
+            return grad
+        return grad + weight_decay * data
+
+    def sgd_update(self, data: Any, grad: Any, *, lr: float, weight_decay: float, decoupled: bool) -> None:
+        """θ ← θ - lr·g."""
+        g = self._decayed(data, grad, lr, weight_decay, decoupled)
+        data -= lr * g
+
+    def momentum_update(
+        self,
+        data: Any,
+        grad: Any,
+        buf: Any,
+        *,
+        lr: float,
+        momentum: float,
+        nesterov: bool,
+        weight_decay: float,
+        decoupled: bool,
+    ) -> None:
+        """b ← μb + g;  θ ← θ - lr·b, or with ``nesterov`` the look-ahead step θ ← θ - lr·(g + μb)."""
+        g = self._decayed(data, grad, lr, weight_decay, decoupled)
+        buf *= momentum
+        buf += g
+        data -= lr * (g + momentum * buf if nesterov else buf)
+
+    def rmsprop_update(
+        self,
+        data: Any,
+        grad: Any,
+        square_avg: Any,
+        *,
+        lr: float,
+        beta: float,
+        eps: float,
+        weight_decay: float,
+        decoupled: bool,
+    ) -> None:
+        """v ← βv + (1-β)g²;  θ ← θ - lr·g / (√v + ε)."""
+        g = self._decayed(data, grad, lr, weight_decay, decoupled)
+        square_avg *= beta
+        square_avg += (1.0 - beta) * (g * g)
+        data -= lr * g / (self.xp.sqrt(square_avg) + eps)
+
+    def adam_update(
+        self,
+        data: Any,
+        grad: Any,
+        m: Any,
+        v: Any,
+        *,
+        lr: float,
+        beta1: float,
+        beta2: float,
+        eps: float,
+        t: int,
+        nesterov: bool,
+        weight_decay: float,
+        decoupled: bool,
+    ) -> None:
+        """m ← β₁m + (1-β₁)g;  v ← β₂v + (1-β₂)g²;  θ ← θ - lr·m̂ / (√v̂ + ε), with m̂ = m/(1-β₁ᵗ), v̂ = v/(1-β₂ᵗ).
+
+        With ``nesterov`` (Nadam) the numerator looks ahead: β₁m̂ + (1-β₁)·g/(1-β₁ᵗ).
+        """
+        g = self._decayed(data, grad, lr, weight_decay, decoupled)
+        m *= beta1
+        m += (1.0 - beta1) * g
+        v *= beta2
+        v += (1.0 - beta2) * (g * g)
+        bc1, bc2 = 1.0 - beta1**t, 1.0 - beta2**t  # host floats from the host step count: no device sync
+        m_hat = m / bc1
+        if nesterov:
+            m_hat = beta1 * m_hat + ((1.0 - beta1) / bc1) * g
+        data -= lr * m_hat / (self.xp.sqrt(v / bc2) + eps)
+
+    def clip_grad_norm(self, grads: list[Any], max_norm: float) -> None:
+        """Scale the gradients in place by min(1, c / ‖g‖), ‖g‖ the L2 norm of all of them together. The scale
+        stays a device scalar: no host sync."""
+        xp = self.xp
+        squares = [xp.sum(g * g) for g in grads]
+        norm = xp.sqrt(sum(squares[1:], squares[0]))
+        scale = xp.minimum(max_norm / (norm + 1e-6), 1.0)
+        for g in grads:
+            g *= scale
+
+
+def _fmix32(x: Any) -> Any:
+    """murmur3's 32-bit finaliser on a uint32 array (multiplications wrap modulo 2³²)."""
+    x = x ^ (x >> 16)
+    x = x * _MIX1
+    x = x ^ (x >> 13)
+    x = x * _MIX2
+    return x ^ (x >> 16)
