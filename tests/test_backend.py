@@ -32,7 +32,8 @@ def _hide_cupy(monkeypatch):
 
 def test_gpu_without_cupy_names_the_fix(monkeypatch):
     _hide_cupy(monkeypatch)
-    with pytest.raises(BackendUnavailableError, match=r"CuPy is not installed.*pip install 'fmnist\[cuda12\]'.*'fmnist\[cuda13\]'"):
+    hint = r"CuPy is not installed.*pip install 'fmnist\[cuda12\]'.*'fmnist\[cuda13\]'"
+    with pytest.raises(BackendUnavailableError, match=hint):
         get_backend("gpu")
 
 
