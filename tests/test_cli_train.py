@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.machinery
 import json
+import os
 import subprocess
 import sys
 import types
@@ -57,7 +58,7 @@ def test_train_writes_a_complete_run_directory(tmp_path):
     out = tmp_path / "run"
     result = train_ok(out)
     assert "test accuracy" in result.output
-    assert "epoch   2/2" in result.output
+    assert "epoch 2/2  train " in result.output
     for name in run_module.FILES.values():
         assert (out / name).is_file(), name
     metrics = read_metrics(out)
@@ -157,9 +158,14 @@ def test_each_flag_changes_the_result(tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["-o", "adamw"], "adamw"),
-        (["-a", "softplus"], "softplus"),
+        (["-o", "adamw"], "unknown optimizer 'adamw' (did you mean adam?)"),
+        (["-o", "nesterof"], "did you mean nesterov?"),
+        (["-a", "softplus"], "valid: identity, sigmoid, tanh, ReLU"),
+        (["-w_i", "xavir"], "did you mean Xavier?"),
+        (["-l", "hinge"], "valid: cross_entropy, mean_squared_error"),
         (["-d", "cifar10"], "cifar10"),
+        (["--device", "tpu"], "valid: cpu, gpu, auto"),
+        (["--lr-schedule", "linear"], "valid: constant, cosine, step"),
         (["-b", "0"], "--batch_size must be > 0"),
         (["-e", "-1"], "--epochs must be > 0"),
         (["-sz", "-3"], "--hidden_size must be > 0"),
@@ -183,7 +189,8 @@ def test_bad_input_exits_2_before_loading_data(tmp_path, monkeypatch, args, mess
 
 
 def test_bad_input_is_one_line_on_stderr_from_the_console_script(tmp_path):
-    for args in (["-lr", "0"], ["-o", "adamw"]):
+    (tmp_path / "a_file").write_text("")
+    for args in (["-lr", "0"], ["-o", "adamw"], ["-o", "nesterof"], ["--out", str(tmp_path / "a_file")]):
         proc = subprocess.run(
             [sys.executable, "-m", "fmnist", "train", *args], capture_output=True, text=True, timeout=60, check=False
         )
@@ -444,10 +451,105 @@ def test_resume_is_exact_with_dropout_and_augmentation(tmp_path):
         (["--clip-grad-norm", "0"], "--clip-grad-norm must be > 0"),
         (["--augment-shift", "20"], "--augment-shift must be in 0..8"),
         (["--lr-schedule", "step", "--lr-gamma", "0"], "--lr-gamma must be in (0, 1]"),
-        (["--preset", "fastest"], "fastest"),
+        (["--preset", "fastest"], "unknown preset 'fastest'; valid: best"),
     ],
 )
 def test_bad_regularisation_options_exit_2(tmp_path, args, message):
     result = invoke("train", *args, "--out", str(tmp_path / "run"))
     assert result.exit_code == 2, result.output
     assert message in result.output
+
+
+def test_every_spelling_of_a_value_is_accepted_and_stored_canonical(tmp_path):
+    out = tmp_path / "run"
+    args = ["-o", "nesterov", "-a", "relu", "-w_i", "glorot", "-d", "Fashion-MNIST", "-l", "MSE"]
+    train_ok(out, *args, "--lr-schedule", "Cosine", "--device", "CPU")
+    config = json.loads((out / "config.json").read_text())
+    expected = {"optimizer": "nag", "activation": "relu", "weight_init": "xavier", "dataset": "fashion-mnist"}
+    expected |= {"loss": "mean_squared_error", "lr_schedule": "cosine", "device": "cpu"}
+    assert {k: config[k] for k in expected} == expected
+
+
+def test_help_lists_the_choices():
+    result = invoke("train", "--help")
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())
+    for listing in (
+        "sgd, momentum, nag, rmsprop, adam, nadam",
+        "identity, sigmoid, tanh, ReLU",
+        "random, Xavier, he",
+        "cross_entropy, mean_squared_error",
+        "fashion_mnist, mnist",
+        "constant, cosine, step",
+    ):
+        assert listing in text, listing
+
+
+@pytest.mark.parametrize("where", ["file", "below a file"])
+def test_out_naming_a_file_is_one_line_exit_2(tmp_path, monkeypatch, where):
+    monkeypatch.setattr(run_module, "load_dataset", lambda *a, **k: pytest.fail("data was loaded"))
+    (tmp_path / "results").write_text("not a directory")
+    out = tmp_path / "results" if where == "file" else tmp_path / "results" / "run"
+    result = invoke("train", "--out", str(out))
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1
+    assert f"--out: {tmp_path / 'results'} is a file, not a directory" in lines[0]
+    assert (tmp_path / "results").read_text() == "not a directory"
+
+
+def test_epoch_line_fits_the_width():
+    from fmnist.cli.train import epoch_line
+
+    m = types.SimpleNamespace(
+        epoch=2, train_loss=0.45671, train_accuracy=0.8412, val_loss=0.40123, val_accuracy=0.8567, seconds=3.42
+    )
+    m.samples_per_second = 54881.2
+    line = epoch_line(m, 20)
+    assert line == "epoch  2/20  train 0.4567 84.12%  val 0.4012 85.67%  3.4s  54,881 samples/s"
+    worst = types.SimpleNamespace(
+        epoch=1000,
+        train_loss=12.3456,
+        train_accuracy=1.0,
+        val_loss=12.3456,
+        val_accuracy=1.0,
+        seconds=12345.6,
+        samples_per_second=12_345_678.0,
+    )
+    for width in (80, 72, 60):
+        line = epoch_line(worst, 1000, width)
+        assert len(line) <= width
+        assert line.startswith("epoch 1000/1000  train 12.3456 100.00%")
+    no_val = types.SimpleNamespace(**{**vars(m), "val_loss": None})
+    assert "val" not in epoch_line(no_val, 20)
+
+
+def test_piped_output_is_plain_lines_within_80_columns(tmp_path):
+    """Through a pipe: no progress-bar redraws or escape codes, one line per epoch, nothing wider than 80."""
+    script = f"""
+import sys
+from pathlib import Path
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from helpers import learnable_arrays, write_tiny_mnist
+from fmnist.data import FASHION_MNIST, registry
+spec, _ = write_tiny_mnist(Path({str(tmp_path / "data")!r}), learnable_arrays(), base=FASHION_MNIST)
+registry.DATASETS["fashion-mnist"] = spec
+sys.argv = ["fmnist", "train", *{FAST!r}, "-e", "3", "--out", {str(tmp_path / "run")!r}]
+from fmnist.cli import main
+main()
+"""
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "FORCE_COLOR", "TERM")}
+    env |= {"FMNIST_DATA_DIR": str(tmp_path / "data"), "FMNIST_CACHE_DIR": str(tmp_path / "cache")}
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    for debris in ("\r", "\x1b", "━", "╸"):
+        assert debris not in out, repr(debris)
+    lines = out.splitlines()
+    assert all(len(line) <= 80 for line in lines), [line for line in lines if len(line) > 80]
+    assert all(line.strip() for line in lines), "blank lines"
+    epochs = [line for line in lines if line.startswith("epoch ")]
+    assert [line.split()[1] for line in epochs] == ["1/3", "2/3", "3/3"]
+    assert all("train " in line and "val " in line and "samples/s" in line for line in epochs)

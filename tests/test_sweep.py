@@ -14,8 +14,9 @@ from typer.testing import CliRunner
 
 from fmnist.cli import app
 from fmnist.data import FASHION_MNIST, registry
-from fmnist.sweep import SweepError, SweepOptions, parse_sweep, run_sweep
+from fmnist.sweep import SweepError, SweepOptions, load_sweep, parse_sweep, run_sweep
 from fmnist.sweep.spec import config_from_mapping, run_name
+from fmnist.sweep.study import StudyChangedError, open_study
 from fmnist.training.config import TrainConfig
 
 from helpers import learnable_arrays, write_tiny_mnist
@@ -23,6 +24,7 @@ from helpers import learnable_arrays, write_tiny_mnist
 optuna = pytest.importorskip("optuna", reason="Optuna is not installed (pip install 'fmnist[sweep]')")
 runner = CliRunner()
 SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
+COURSE_SWEEP = Path(__file__).parent / "data" / "course_sweep.yaml"
 TINY = {"epochs": {"value": 2}, "batch_size": {"value": 64}, "hidden_size": {"value": 16}}
 
 
@@ -65,7 +67,7 @@ def test_sweep_file_parsing_and_names():
     assert spec.goal == "minimize"
     for bad, message in [
         ({"method": "evolution", "parameters": {"e": {"value": 1}}}, "method"),
-        ({"parameters": {"learning_rates": {"value": 1}}}, "unknown parameter"),
+        ({"parameters": {"learning_rates": {"value": 1}}}, r"unknown parameter 'learning_rates' \(did you mean"),
         ({"method": "grid", "parameters": {"lr": {"min": 0.1, "max": 1.0}}}, "grid needs"),
         ({"parameters": {"lr": {"min": 1.0, "max": 0.1}}}, "min must be < max"),
         ({"metric": {"name": "f1"}, "parameters": {"e": {"value": 1}}}, "metric.name"),
@@ -206,6 +208,221 @@ def test_train_config_file_and_flags(tmp_path):
     result = runner.invoke(app, ["train", "--config", str(config)])
     assert result.exit_code == 2
     assert "unknown parameter" in result.output
+
+
+# --- sweep files as people wrote them ------------------------------------------------------------------------------
+
+# The course's sweep configuration with its real values (the fixture file has the same names, smaller values)
+COURSE_SWEEP_FULL = """
+method: bayes
+metric: {name: val_accuracy, goal: maximize}
+parameters:
+  epochs: {values: [5, 10]}
+  hidden_layers: {values: [3, 4, 5]}
+  hidden_size: {values: [32, 64, 128]}
+  weight_decay: {values: [0, 0.0005, 0.5]}
+  learning_rate: {values: [1e-3, 1e-4]}
+  optimizer: {values: [sgd, momentum, nesterov, rmsprop, adam, nadam]}
+  batch_size: {values: [16, 32, 64]}
+  weight_init: {values: [random, Xavier]}
+  activation: {values: [sigmoid, tanh, ReLU]}
+"""
+
+
+def test_the_course_sweep_file_reads_as_canonical_names_and_values(tmp_path):
+    full = tmp_path / "course.yaml"
+    full.write_text(COURSE_SWEEP_FULL)
+    spec = load_sweep(full)  # validates all 11,664 combinations
+    values = {p.name: p.values for p in spec.params}
+    assert values == {
+        "epochs": (5, 10),
+        "num_layers": (3, 4, 5),
+        "hidden_size": (32, 64, 128),
+        "weight_decay": (0.0, 0.0005, 0.5),
+        "learning_rate": (1e-3, 1e-4),
+        "optimizer": ("sgd", "momentum", "nag", "rmsprop", "adam", "nadam"),
+        "batch_size": (16, 32, 64),
+        "weight_init": ("random", "xavier"),
+        "activation": ("sigmoid", "tanh", "relu"),
+    }
+    assert load_sweep(COURSE_SWEEP).method == "bayes"
+
+
+def test_the_course_sweep_file_starts_and_runs(tmp_path):
+    out = tmp_path / "course"
+    result = runner.invoke(app, ["sweep", str(COURSE_SWEEP), "--trials", "3", "--out", str(out)], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    assert "leaderboard (3 trials)" in result.output
+    lines = result.output.splitlines()
+    assert all(len(line) <= 80 for line in lines), [line for line in lines if len(line) > 80]
+    study = optuna.load_study(study_name="course_sweep", storage=f"sqlite:///{out / 'sweep.db'}")
+    done = complete(study)
+    assert len(done) == 3
+    names = {"epochs", "num_layers", "hidden_size", "weight_decay", "learning_rate", "optimizer", "batch_size"}
+    assert set(done[0].params) == names | {"weight_init", "activation"}
+    choices = done[0].distributions["optimizer"].choices
+    assert choices == ("sgd", "momentum", "nag", "rmsprop", "adam", "nadam")  # the study stores canonical values
+    assert done[0].distributions["activation"].choices == ("sigmoid", "tanh", "relu")
+    for trial in done:
+        config = json.loads((Path(trial.user_attrs["run_dir"]) / "config.json").read_text())
+        assert config["optimizer"] == trial.params["optimizer"]
+        assert config["num_layers"] == trial.params["num_layers"]
+
+
+def test_spellings_of_one_value_are_one_grid_point(tmp_path):
+    spec = parse_sweep(
+        {"method": "grid", "parameters": {**TINY, "o": {"values": ["nag", "nesterov", "SGD", "Nesterov_Momentum"]}}}
+    )
+    assert spec.grid() == [{"optimizer": "nag"}, {"optimizer": "sgd"}]
+    study = run_sweep(spec, options(tmp_path, trials=10))
+    assert sorted(t.params["optimizer"] for t in complete(study)) == ["nag", "sgd"]
+
+
+BAD_SWEEPS = [
+    ("optimizer: {values: [adam, adamw]}", "parameters.optimizer: unknown optimizer 'adamw' (did you mean adam?)"),
+    ("activation: {values: [relu, softplus]}", "parameters.activation: unknown activation 'softplus'"),
+    ("hidden_layer: {values: [1, 2]}", "unknown parameter 'hidden_layer' (did you mean hidden_layers?)"),
+    ("batch_size: {values: [32, 0]}", "parameters.batch_size = 0: --batch_size must be > 0, got 0"),
+    ("epochs: {values: [1, 2.5]}", "parameters.epochs: --epochs must be an integer, got 2.5"),
+    ("dropout: {min: 0.0, max: 1.0}", "parameters.dropout = 1: --dropout must be in [0, 1), got 1.0"),
+    ("learning_rate: {min: 0.0, max: 0.1}", "parameters.learning_rate = 0: --learning_rate must be > 0, got 0.0"),
+    ("hidden_size: {min: 8.5, max: 64}", "parameters.hidden_size: --hidden_size is an integer"),
+    (
+        "loss: {values: [cross_entropy, mse]}\n  label_smoothing: {values: [0.0, 0.1]}",
+        "parameters: loss = mean_squared_error, label_smoothing = 0.1: --label-smoothing applies to --loss "
+        "cross_entropy only",
+    ),
+    (
+        "loss: {value: mse}\n  label_smoothing: {min: 0.0, max: 0.2}",
+        "parameters: loss = mean_squared_error, label_smoothing = 0.2: --label-smoothing applies",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("method", "lines", "message"),
+    [
+        (m, lines, message)
+        for m in ("grid", "random", "bayes")
+        for lines, message in BAD_SWEEPS
+        if not (m == "grid" and "min:" in lines)
+    ],
+)
+def test_a_bad_sweep_stops_before_the_first_trial(tmp_path, monkeypatch, method, lines, message):
+    from fmnist.sweep import study as study_module
+
+    monkeypatch.setattr(study_module, "work", lambda *a, **k: pytest.fail("a trial was started"))
+    sweep_file = tmp_path / "bad.yaml"
+    sweep_file.write_text(f"method: {method}\nparameters:\n  epochs: {{value: 1}}\n  {lines}\n")
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["sweep", str(sweep_file), "--out", str(out)], env={"COLUMNS": "300"})
+    assert result.exit_code == 2, result.output
+    output = [line for line in result.output.splitlines() if line.strip()]
+    assert len(output) == 1, result.output
+    assert message in output[0]
+    assert not out.exists()  # no study, no run directory
+    with pytest.raises(SweepError):
+        load_sweep(sweep_file)  # the library stops there too
+
+
+def test_only_combinations_a_sampler_can_draw_are_refused():
+    # label smoothing with MSE is invalid, but no trial draws it here: the loss is fixed to cross-entropy
+    spec = parse_sweep({"parameters": {"loss": {"value": "cross_entropy"}, "label_smoothing": {"values": [0.0, 0.1]}}})
+    assert spec.fixed == {"loss": "cross_entropy"}
+
+
+def test_a_changed_sweep_file_does_not_reuse_the_study(tmp_path):
+    first = {"method": "grid", "parameters": {**TINY, "o": {"values": ["sgd", "nag"]}}}
+    run_sweep(parse_sweep(first), options(tmp_path, trials=2))
+    # the same space in other spellings and another order is the same study
+    same = {"method": "grid", "parameters": {"optimizer": {"values": ["SGD", "nesterov"]}, **TINY}}
+    assert len(complete(run_sweep(parse_sweep(same), options(tmp_path, trials=2)))) == 2
+    changed = {"method": "grid", "parameters": {**TINY, "o": {"values": ["sgd", "adam"]}}}
+    with pytest.raises(StudyChangedError, match=r"study 'sweep' .*parameters\.optimizer.*--study NEW_NAME"):
+        open_study(parse_sweep(changed), options(tmp_path, trials=2))
+
+    sweep_file = tmp_path / "sweep.yaml"
+    sweep_file.write_text("method: grid\nparameters:\n  epochs: {value: 2}\n  optimizer: {values: [sgd, adam]}\n")
+    result = runner.invoke(app, ["sweep", str(sweep_file), "--out", str(tmp_path / "sweep")], env={"COLUMNS": "300"})
+    assert result.exit_code == 2
+    output = [line for line in result.output.splitlines() if line.strip()]
+    assert len(output) == 1, result.output
+    assert "the sweep file changed since study 'sweep' was created" in output[0]
+    assert "--study NEW_NAME" in output[0]
+    assert "another --out" in output[0]
+    study = optuna.load_study(study_name="sweep", storage=f"sqlite:///{tmp_path / 'sweep' / 'sweep.db'}")
+    assert len(study.trials) == 2  # nothing was added
+
+
+def test_sweep_out_naming_a_file_is_one_line_exit_2(tmp_path):
+    (tmp_path / "results").write_text("")
+    result = runner.invoke(app, ["sweep", str(COURSE_SWEEP), "--out", str(tmp_path / "results")])
+    assert result.exit_code == 2
+    assert "is a file, not a directory" in result.output
+
+
+def test_leaderboard_fits_80_columns_without_folding():
+    from rich.console import Console
+
+    from fmnist import names
+    from fmnist.cli.sweep import _cell, leaderboard_table
+
+    spec = parse_sweep(
+        {
+            "method": "random",
+            "parameters": {
+                "epochs": {"values": [5, 10]},
+                "hidden_layers": {"values": [3, 4, 5]},
+                "hidden_size": {"values": [32, 64, 128]},
+                "weight_decay": {"values": [0, 0.0005, 0.5]},
+                "learning_rate": {"min": 1e-4, "max": 1e-2, "distribution": "log_uniform_values"},
+                "optimizer": {"values": ["sgd", "momentum", "nesterov", "rmsprop", "adam", "nadam"]},
+                "batch_size": {"values": [16, 32, 64]},
+                "weight_init": {"values": ["random", "Xavier"]},
+                "activation": {"values": ["sigmoid", "tanh", "ReLU"]},
+                "dropout": {"values": [0.0, 0.25]},
+                "label_smoothing": {"values": [0.0, 0.1]},
+                "lr_schedule": {"values": ["constant", "cosine"]},
+                "seed": {"value": 3},
+            },
+        }
+    )
+    states = ["complete"] * 12 + ["pruned"] * 2 + ["failed"] * 6  # in leaderboard order
+    rows = []
+    for i, state in enumerate(states):
+        row = {"trial": 100 + i, "state": state, "val_accuracy": 0.9 - i / 1000 if state != "failed" else None}
+        for p in spec.searched:
+            row[p.name] = p.values[i % len(p.values)] if p.values else 1e-4 * (1.3**i)
+        rows.append({**row, "reason": "", "run_dir": f"/a/very/long/path/to/runs/t{i:03d}_with_a_long_name"})
+    console = Console(width=80, record=True)
+    table, left_out = leaderboard_table(rows, spec, console)
+    console.print(table)
+    text = console.export_text()
+    lines = text.splitlines()
+    assert all(len(line) <= 80 for line in lines), lines
+    assert "/a/very/long/path" not in text  # run directories are in leaderboard.csv
+    assert "…" not in text
+    assert "leaderboard (best 15 of 20)" in lines[0]
+    header = lines[1].split()
+    assert header[:4] == ["#", "val", "acc", "state"]
+    short_names = {names.short(p.name): p.name for p in spec.searched}
+    assert "seed" not in header  # fixed: the same in every trial
+    params = [short_names[h] for h in header[4:]]
+    assert params == [p.name for p in spec.searched][: len(params)]  # in the sweep file's order, as many as fit
+    assert len(params) >= 8
+    assert left_out == [p.name for p in spec.searched][len(params) :]
+    body = lines[3:]
+    assert len(body) == 15
+    for line, row in zip(body, rows, strict=False):  # every cell whole, on its row's one line
+        metric = f"{row['val_accuracy']:.4f}" if row["val_accuracy"] is not None else "-"
+        assert line.split() == [str(row["trial"]), metric, row["state"], *(_cell(row[p]) for p in params)]
+
+
+def test_storage_passwords_are_not_printed():
+    from fmnist.cli.sweep import _redact
+
+    assert _redact("postgresql://me:s3cret@db/fmnist") == "postgresql://me:***@db/fmnist"
+    assert _redact("sqlite:////tmp/x.db") == "sqlite:////tmp/x.db"
 
 
 # --- several processes on one study: real Fashion-MNIST (worker processes see the real registry) ----------------

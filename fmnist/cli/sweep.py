@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from fmnist import names
 from fmnist.cli.common import console, fail
 
 
@@ -39,15 +40,17 @@ def sweep(
     """Search hyperparameters with Optuna: grid, random or bayes (TPE), with optional Hyperband pruning."""
     import importlib.util
 
+    from fmnist.cli.train import check_out
     from fmnist.training.config import ConfigError, TrainConfig
 
     if importlib.util.find_spec("optuna") is None:
         fail("fmnist sweep needs Optuna: pip install 'fmnist[sweep]'", 2)
     from fmnist.sweep import SweepError, SweepOptions, load_sweep
 
+    check_out(out)
     try:
-        spec = load_sweep(sweep_file)
         base = TrainConfig(device=device, data_dir=str(data_dir) if data_dir else None)
+        spec = load_sweep(sweep_file, base)  # every value a trial can draw is checked here, before any trial
     except (SweepError, ConfigError) as err:
         fail(str(err), 2)
     total = trials if trials is not None else spec.run_cap or 20
@@ -72,22 +75,32 @@ def sweep(
 def run(spec: Any, options: Any) -> None:
     """Run the sweep with live lines per trial, then print and write the results."""
     from rich.markup import escape
-    from rich.table import Table
 
     from fmnist.sweep.results import write_results
-    from fmnist.sweep.study import run_sweep, trial_cap
+    from fmnist.sweep.spec import SweepError
+    from fmnist.sweep.study import open_study, run_sweep, trial_cap
 
+    try:
+        open_study(spec, options)  # create the study, or check that the sweep file still describes it
+    except SweepError as err:
+        fail(str(err), 2)
+    storage = escape(_redact(options.storage_url))
     console.print(
-        f"sweep [bold]{options.study_name}[/]: {spec.method}, {spec.goal} {spec.metric}, "
-        f"{trial_cap(spec, options)} trials, {options.workers} worker(s), storage {options.storage_url}"
+        f"sweep [bold]{escape(options.study_name)}[/]: {spec.method}, {spec.goal} {spec.metric}, "
+        f"{trial_cap(spec, options)} trials, {options.workers} worker(s)\nstorage {storage}",
+        highlight=False,
     )
-    colours = {"complete": "green", "pruned": "yellow", "failed": "red", "interrupted": "yellow", "running": "dim"}
+    colours = {"complete": "green", "pruned": "yellow", "failed": "red", "interrupted": "yellow"}
 
     def on_event(event: Any) -> None:
+        if event.state == "running":  # the values once, when the trial starts; then the outcome by number
+            params = " ".join(f"{names.short(k)}={_cell(v)}" for k, v in event.params.items())
+            console.print(f"[dim]trial {event.number}:[/] {escape(params)}", highlight=False)
+            return
+        head = f"[{colours[event.state]}]trial {event.number} {event.state}[/]"
         value = f" {spec.metric} {event.value:.4f}" if event.value is not None else ""
         reason = f" ({escape(event.reason)})" if event.reason and event.state != "complete" else ""
-        params = " ".join(f"{k}={v}" for k, v in event.params.items())
-        console.print(f"[{colours[event.state]}]trial {event.number} {event.state}[/]{value} {params}{reason}")
+        console.print(f"{head}{value}{reason}", highlight=False)
 
     try:
         study = run_sweep(spec, options, on_event)
@@ -96,27 +109,97 @@ def run(spec: Any, options: Any) -> None:
         raise typer.Exit(130) from None
     written = write_results(study, spec, options.out)
     rows = written["rows"]
-    table = Table(title=f"leaderboard ({len(rows)} trials)")
     if rows:
-        for column in rows[0]:
-            if column not in ("reason",):
-                table.add_column(column, overflow="fold")
-        for row in rows[:15]:
-            cells = {**row, "run_dir": Path(row["run_dir"]).name if row["run_dir"] else ""}
-            table.add_row(*(_cell(v) for k, v in cells.items() if k != "reason"))
-    console.print(table)
-    for key in ("leaderboard", "best_config"):
-        if key in written:
-            console.print(f"wrote {written[key]}")
+        table, left_out = leaderboard_table(rows, spec, console)
+        console.print(table)
+        text = "every trial, failure reason and run directory"
+        text += f", and {', '.join(left_out)} (no room here)" if left_out else ""
+        console.print(f"[dim]{text}: {escape(str(written['leaderboard']))}[/]", highlight=False)
+    else:
+        console.print("no trials recorded")
+    if "best_config" in written:
+        console.print(f"wrote {escape(str(written['best_config']))}", highlight=False)
     for path in written["plots"]:
-        console.print(f"wrote {path}")
+        console.print(f"wrote {escape(str(path))}", highlight=False)
     for name, why in written["plot_errors"].items():
         console.print(f"[dim]no {name}: {escape(why)}[/]")
     if "best_config" in written:
-        console.print(f"reproduce the best trial: fmnist train --config {written['best_config']}")
+        console.print(f"reproduce the best trial: fmnist train --config {escape(str(written['best_config']))}")
+
+
+TOP = 15  # rows of the terminal leaderboard (leaderboard.csv has them all)
+METRIC_HEADERS = {"val_accuracy": "val acc", "val_loss": "val loss", "train_accuracy": "train acc"}
+
+
+def leaderboard_table(rows: list[dict[str, Any]], spec: Any, out: Any) -> tuple[Any, list[str]]:
+    """The best ``TOP`` trials as a table that fits the console ``out``: trial number, the metric, the state
+    where some trial did not complete, and the parameters whose values differ between trials, under short names.
+    Parameters that do not fit are left out (leaderboard.csv has them); returns the table and their names."""
+    from rich.measure import Measurement
+
+    shown = rows[:TOP]
+    columns: dict[str, list[str]] = {"#": [str(r["trial"]) for r in shown]}
+    columns[METRIC_HEADERS.get(spec.metric, spec.metric)] = [
+        f"{r[spec.metric]:.4f}" if r[spec.metric] is not None else "-" for r in shown
+    ]
+    if any(r["state"] != "complete" for r in shown):
+        columns["state"] = [r["state"] for r in shown]
+    title = f"leaderboard ({len(rows)} trials)" if len(rows) <= TOP else f"leaderboard (best {TOP} of {len(rows)})"
+    table = _table(columns, title)
+    left_out = []
+    for name in (p.name for p in spec.searched):
+        if len({_cell(r.get(name)) for r in rows}) < 2:
+            continue  # the same in every trial: nothing to compare
+        header = names.short(name)
+        wider = _table({**columns, header: [_cell(r.get(name)) for r in shown]}, title)
+        unbounded = out.options.update_width(10_000)  # measured at most as wide as the options allow
+        if header not in columns and Measurement.get(out, unbounded, wider).maximum <= out.width:
+            columns[header], table = [_cell(r.get(name)) for r in shown], wider
+        else:
+            left_out.append(name)
+    return table, left_out
+
+
+def _table(columns: dict[str, list[str]], title: str) -> Any:
+    from rich import box
+    from rich.table import Table
+
+    table = Table(
+        title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1), collapse_padding=True
+    )
+    for header, cells in columns.items():
+        numeric = all(_is_number(c) for c in cells)
+        table.add_column(header, justify="right" if numeric else "left", no_wrap=True, overflow="ellipsis")
+    for row in zip(*columns.values(), strict=True):
+        table.add_row(*row)
+    return table
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return text in ("", "-")
+    return True
 
 
 def _cell(value: Any) -> str:
+    """A compact cell: ``3.2e-4`` rather than ``0.00031622776``, ``64x32`` for a list of widths."""
     if isinstance(value, float):
+        if value != 0 and abs(value) < 1e-2:
+            mantissa, exponent = f"{value:.1e}".split("e")
+            return f"{mantissa.removesuffix('.0')}e{int(exponent)}"
         return f"{value:.4g}"
+    if isinstance(value, tuple | list):
+        return "x".join(map(str, value))
     return "" if value is None else str(value)
+
+
+def _redact(url: str) -> str:
+    """A storage URL fit to print: without its password."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return url.replace(f":{parts.password}@", ":***@", 1)

@@ -5,33 +5,60 @@ from __future__ import annotations
 import importlib.util
 import signal
 import threading
+from collections.abc import Callable
 from contextlib import contextmanager
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from fmnist import names
 from fmnist.cli.common import console, fail
-from fmnist.training.config import CHOICES, PRESETS, ConfigError, TrainConfig
+from fmnist.training.config import PRESETS, ConfigError, TrainConfig
 
 DEFAULTS = TrainConfig()
 
 
-def _choices(name: str, values: tuple[str, ...]) -> type[StrEnum]:
-    """A ``StrEnum`` of the given spellings, as Typer shows and validates choices."""
-    return StrEnum(name, {value: value for value in values})
+def canonical_choice(kind: str) -> Callable[[str | None], str | None]:
+    """A Typer callback that accepts every spelling ``fmnist.names`` knows for ``kind`` and returns the canonical
+    value; an unknown one is a usage error (one line, exit 2) that suggests the nearest and lists the valid ones."""
+
+    def check(value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return names.canonical(kind, value)
+        except names.UnknownNameError as err:
+            raise typer.BadParameter(str(err)) from None
+
+    return check
 
 
-# The DA6401 spellings first, then the ones fmnist also accepts.
-Dataset = _choices("Dataset", ("fashion_mnist", "mnist", "fashion-mnist"))
-Loss = _choices("Loss", CHOICES["loss"])
-OptimizerName = _choices("OptimizerName", CHOICES["optimizer"])
-WeightInit = _choices("WeightInit", ("random", "Xavier", "he"))
-ActivationName = _choices("ActivationName", ("identity", "sigmoid", "tanh", "ReLU"))
-Schedule = _choices("Schedule", CHOICES["lr_schedule"])
-Device = _choices("Device", CHOICES["device"])
-Preset = _choices("Preset", tuple(PRESETS))
+def _preset(value: str | None) -> str | None:
+    try:
+        return None if value is None else names.choose("preset", value, PRESETS)
+    except names.UnknownNameError as err:
+        raise typer.BadParameter(str(err)) from None
+
+
+def choice_option(kind: str, *declarations: str, text: str) -> Any:
+    """A Typer option taking any spelling of a ``kind`` value, its help text listing the valid values."""
+    return typer.Option(*declarations, help=f"{text} {', '.join(names.shown(kind))}.", callback=canonical_choice(kind))
+
+
+def _default(kind: str) -> str:
+    return names.display(kind, getattr(DEFAULTS, kind))
+
+
+def check_out(out: Path | None, option: str = "--out") -> None:
+    """Stop (one line, exit 2) when ``out`` or a directory above it is an existing file."""
+    if out is None:
+        return
+    for path in (out, *out.parents):
+        if path.exists():
+            if not path.is_dir():
+                fail(f"{option}: {path} is a file, not a directory; choose a directory for the results", 2)
+            return
 
 
 def register(app: typer.Typer) -> None:
@@ -46,13 +73,13 @@ def train(
     wandb_entity: Annotated[
         str | None, typer.Option("--wandb_entity", "-we", help="W&B entity (implies --wandb).", show_default=False)
     ] = None,
-    dataset: Annotated[Dataset, typer.Option("--dataset", "-d", help="Dataset.")] = Dataset("fashion_mnist"),
+    dataset: Annotated[str, choice_option("dataset", "--dataset", "-d", text="Dataset:")] = _default("dataset"),
     epochs: Annotated[int, typer.Option("--epochs", "-e", help="Passes over the training split.")] = DEFAULTS.epochs,
     batch_size: Annotated[int, typer.Option("--batch_size", "-b", help="Samples per step.")] = DEFAULTS.batch_size,
-    loss: Annotated[Loss, typer.Option("--loss", "-l", help="Loss on the softmax outputs.")] = Loss(DEFAULTS.loss),
-    optimizer: Annotated[OptimizerName, typer.Option("--optimizer", "-o", help="Update rule.")] = OptimizerName(
-        DEFAULTS.optimizer
-    ),
+    loss: Annotated[str, choice_option("loss", "--loss", "-l", text="Loss on the softmax outputs:")] = _default("loss"),
+    optimizer: Annotated[
+        str, choice_option("optimizer", "--optimizer", "-o", text="Update rule (nesterov = nag):")
+    ] = _default("optimizer"),
     learning_rate: Annotated[
         float, typer.Option("--learning_rate", "-lr", help="Learning rate.")
     ] = DEFAULTS.learning_rate,
@@ -65,24 +92,24 @@ def train(
         float, typer.Option("--weight_decay", "-w_d", help="L2 weight decay (added to the gradient).")
     ] = DEFAULTS.weight_decay,
     weight_init: Annotated[
-        WeightInit, typer.Option("--weight_init", "-w_i", help="Weight initialisation.", case_sensitive=False)
-    ] = WeightInit(DEFAULTS.weight_init),
+        str, choice_option("weight_init", "--weight_init", "-w_i", text="Weight initialisation:")
+    ] = _default("weight_init"),
     num_layers: Annotated[int, typer.Option("--num_layers", "-nhl", help="Hidden layers.")] = DEFAULTS.num_layers,
     hidden_size: Annotated[
         int, typer.Option("--hidden_size", "-sz", help="Neurons per hidden layer.")
     ] = DEFAULTS.hidden_size,
-    activation: Annotated[
-        ActivationName, typer.Option("--activation", "-a", help="Hidden activation.", case_sensitive=False)
-    ] = ActivationName("ReLU"),
+    activation: Annotated[str, choice_option("activation", "--activation", "-a", text="Hidden activation:")] = _default(
+        "activation"
+    ),
     hidden_sizes: Annotated[
         str | None,
         typer.Option(
             "--hidden-sizes", help="Uneven hidden widths, e.g. 256,128 (overrides -nhl/-sz).", show_default=False
         ),
     ] = None,
-    device: Annotated[Device, typer.Option("--device", help="cpu (NumPy), gpu (CuPy) or auto.")] = Device(
-        DEFAULTS.device
-    ),
+    device: Annotated[
+        str, choice_option("device", "--device", text="Device (gpu runs on CuPy; auto takes the GPU where usable):")
+    ] = _default("device"),
     seed: Annotated[int, typer.Option("--seed", help="Seed of weights, split and shuffles.")] = DEFAULTS.seed,
     data_dir: Annotated[
         Path | None,
@@ -98,8 +125,8 @@ def train(
         int | None, typer.Option("--patience", help="Stop after this many epochs without a better val loss.")
     ] = None,
     lr_schedule: Annotated[
-        Schedule, typer.Option("--lr-schedule", help="Learning rate over the run: constant or cosine decay to 0.")
-    ] = Schedule(DEFAULTS.lr_schedule),
+        str, choice_option("lr_schedule", "--lr-schedule", text="Learning rate over the run:")
+    ] = _default("lr_schedule"),
     warmup_epochs: Annotated[
         float, typer.Option("--warmup-epochs", help="Linear learning-rate warm-up, in epochs.")
     ] = DEFAULTS.warmup_epochs,
@@ -136,8 +163,12 @@ def train(
         typer.Option("--config", help="A configuration file (JSON or YAML, e.g. best_config.json); flags still win."),
     ] = None,
     preset: Annotated[
-        Preset | None,
-        typer.Option("--preset", help="A named configuration (best: the most accurate); your flags still win."),
+        str | None,
+        typer.Option(
+            "--preset",
+            help=f"A named configuration: {', '.join(PRESETS)} (best: the most accurate); your flags still win.",
+            callback=_preset,
+        ),
     ] = None,
     standardize: Annotated[
         bool, typer.Option("--standardize/--no-standardize", help="Standardise pixels with train mean/std.")
@@ -151,6 +182,7 @@ def train(
     """Train an MLP and write a run directory (config, metrics, checkpoints, model, plots)."""
     from fmnist.training.run import FILES, default_run_dir, read_config
 
+    check_out(out)
     if resume is not None:
         if not (resume / FILES["config"]).is_file() or not (resume / FILES["checkpoint"]).is_file():
             fail(f"--resume: {resume} is not a resumable run (needs {FILES['config']} and {FILES['checkpoint']})", 2)
@@ -161,11 +193,11 @@ def train(
         run_dir = resume
     else:
         values = dict(
-            dataset=dataset.value,
+            dataset=dataset,
             epochs=epochs,
             batch_size=batch_size,
-            loss=loss.value,
-            optimizer=optimizer.value,
+            loss=loss,
+            optimizer=optimizer,
             learning_rate=learning_rate,
             momentum=momentum,
             beta=beta,
@@ -173,16 +205,16 @@ def train(
             beta2=beta2,
             epsilon=epsilon,
             weight_decay=weight_decay,
-            weight_init=weight_init.value,
+            weight_init=weight_init,
             num_layers=num_layers,
             hidden_size=hidden_size,
             hidden_sizes=hidden_sizes,
-            activation=activation.value,
-            device=device.value,
+            activation=activation,
+            device=device,
             seed=seed,
             val_fraction=val_fraction,
             patience=patience,
-            lr_schedule=lr_schedule.value,
+            lr_schedule=lr_schedule,
             warmup_epochs=warmup_epochs,
             lr_step_epochs=lr_step_epochs,
             lr_gamma=lr_gamma,
@@ -202,7 +234,7 @@ def train(
         given |= {"max_grad_norm"} if "clip_grad_norm" in given else set()
         if {"num_layers", "hidden_size"} & given:
             given.add("hidden_sizes")  # -nhl/-sz replace the preset's or file's widths
-        layered: dict[str, Any] = dict(PRESETS[preset.value]) if preset is not None else {}
+        layered: dict[str, Any] = dict(PRESETS[preset]) if preset is not None else {}
         if config_file is not None:
             layered.update(_read_config_file(config_file))
         values.update({k: v for k, v in layered.items() if k not in given})
@@ -220,16 +252,23 @@ def train(
 
 
 def _read_config_file(path: Path) -> dict[str, Any]:
-    """Option values from a JSON/YAML file, keyed by ``TrainConfig`` field (option names are accepted)."""
+    """Option values from a JSON/YAML file, keyed by ``TrainConfig`` field (any spelling ``fmnist.names`` knows)."""
     from fmnist.sweep.spec import SweepError, config_name, load_mapping
 
     if not path.is_file():
         fail(f"--config: {path} does not exist", 2)
+    values: dict[str, Any] = {}
     try:
         raw = load_mapping(path)
         if not isinstance(raw, dict):
             raise SweepError(f"{path} must hold a mapping of option names to values")
-        values = {config_name(key): value for key, value in raw.items() if key not in ("environment", "normalization")}
+        for key, value in raw.items():
+            if key in ("environment", "normalization"):
+                continue
+            name = config_name(key)
+            if name in values:
+                raise SweepError(f"{key!r} sets {names.flag(name)} a second time")
+            values[name] = value
     except SweepError as err:
         fail(f"--config: {err}", 2)
     if isinstance(values.get("hidden_sizes"), list):
@@ -266,13 +305,15 @@ def run_training(config: TrainConfig, run_dir: Path, resume: bool) -> None:
 
     progress = Progress(
         TextColumn("[bold]epoch {task.fields[epoch]}"),
-        BarColumn(),
+        BarColumn(bar_width=None),
         MofNCompleteColumn(),
         TextColumn("loss {task.fields[loss]:.4f}"),
-        TextColumn("{task.fields[speed]:,.0f} samples/s"),
+        TextColumn("{task.fields[speed]:,.0f}/s"),
         TimeRemainingColumn(),
         console=console,
         transient=True,
+        expand=True,
+        disable=not console.is_terminal,  # piped output gets the per-epoch lines only, no bar redraws
     )
     task: dict[str, Any] = {}
 
@@ -301,11 +342,7 @@ def run_training(config: TrainConfig, run_dir: Path, resume: bool) -> None:
         progress.update(task["id"], completed=p.samples, loss=p.loss, speed=speed)
 
     def on_epoch(m: Any) -> None:
-        progress.console.print(
-            f"epoch {m.epoch:>3}/{config.epochs}  train loss {m.train_loss:.4f} acc {m.train_accuracy:.2%}  "
-            f"val loss {m.val_loss:.4f} acc {m.val_accuracy:.2%}  "
-            f"{m.seconds:.1f}s  {m.samples_per_second:,.0f} samples/s"
-        )
+        progress.console.print(epoch_line(m, config.epochs, console.width), highlight=False, soft_wrap=True)
 
     tracker = None
     if config.wandb:
@@ -334,6 +371,19 @@ def run_training(config: TrainConfig, run_dir: Path, resume: bool) -> None:
         f"best epoch {summary['best_epoch']} · {summary['epochs_run']} epochs in {summary['total_seconds']:.1f} s · "
         f"run directory {run_dir}"
     )
+
+
+def epoch_line(m: Any, epochs: int, width: int = 80) -> str:
+    """One line per epoch that fits ``width`` columns (less important parts are left out when it would not):
+    ``epoch  2/20  train 0.4567 84.12%  val 0.4012 85.67%  3.4s  54,881 samples/s``."""
+    parts = [f"epoch {m.epoch:>{len(str(epochs))}}/{epochs}", f"train {m.train_loss:.4f} {m.train_accuracy:.2%}"]
+    val_loss = getattr(m, "val_loss", None)
+    if val_loss is not None:  # None: no validation split
+        parts.append(f"val {val_loss:.4f} {m.val_accuracy:.2%}")
+    parts += [f"{m.seconds:.1f}s", f"{m.samples_per_second:,.0f} samples/s"]
+    while len("  ".join(parts)) > width and len(parts) > 2:
+        parts.pop()
+    return "  ".join(parts)
 
 
 @contextmanager

@@ -1,12 +1,16 @@
 """W&B-style sweep files: ``method``, ``metric``, ``parameters`` and ``early_terminate``, checked and normalised.
 
-Parameter names are ``fmnist train`` option names; DA6401 short names (``lr``, ``nhl``, ``sz``, ``w_d``...) and
-dashed long names (``hidden-sizes``) are accepted and mapped to ``TrainConfig`` fields.
+Parameter names and values go through ``fmnist.names`` when the file is read: ``fmnist train`` option names, the
+DA6401 short names (``lr``, ``nhl``, ``sz``, ``w_d``...), dashed long names (``hidden-sizes``) and the names course
+sweep files use (``hidden_layers``, ``weight_initialization``...) map to ``TrainConfig`` fields, and values to their
+canonical spelling (``nesterov`` -> ``nag``), so a study stores canonical values and ``[nag, nesterov]`` is one
+choice. ``validate`` then checks every value a sampler can draw before the first trial.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import itertools
 import json
 import math
@@ -14,46 +18,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fmnist.training.config import ConfigError, TrainConfig
+from fmnist import names
+from fmnist.training.config import CHOICES, FIELD_TYPES, ConfigError, TrainConfig, coerce
 
 METHODS = ("grid", "random", "bayes")
 METRICS = {"val_accuracy": "maximize", "val_loss": "minimize", "train_accuracy": "maximize", "train_loss": "minimize"}
 DISTRIBUTIONS = ("constant", "categorical", "uniform", "int_uniform", "log_uniform_values", "log_uniform", "q_uniform")
-
-ALIASES = {
-    "wp": "wandb_project",
-    "we": "wandb_entity",
-    "d": "dataset",
-    "e": "epochs",
-    "b": "batch_size",
-    "l": "loss",
-    "o": "optimizer",
-    "lr": "learning_rate",
-    "m": "momentum",
-    "eps": "epsilon",
-    "w_d": "weight_decay",
-    "w_i": "weight_init",
-    "nhl": "num_layers",
-    "sz": "hidden_size",
-    "a": "activation",
-    "clip_grad_norm": "max_grad_norm",
-}
-SHORT = {
-    "num_layers": "hl",
-    "hidden_size": "sz",
-    "hidden_sizes": "hs",
-    "batch_size": "bs",
-    "activation": "act",
-    "optimizer": "opt",
-    "learning_rate": "lr",
-    "weight_decay": "wd",
-    "weight_init": "wi",
-    "epochs": "ep",
-    "loss": "loss",
-    "dropout": "do",
-    "momentum": "mom",
-}
+SHORT = names.SHORT  # short parameter names for run directories and narrow tables
 FIELDS = {f.name for f in dataclasses.fields(TrainConfig)} - {"extra"}
+COMBINATIONS_CHECKED = 20_000  # larger spaces: every value, and every pair of values, instead of every combination
 
 
 class SweepError(ValueError):
@@ -61,17 +34,20 @@ class SweepError(ValueError):
 
 
 def config_name(name: str) -> str:
-    """The ``TrainConfig`` field for an option name (``-lr``, ``learning_rate``, ``hidden-sizes``...)."""
-    key = name.lstrip("-").replace("-", "_")
-    key = ALIASES.get(key, key)
-    if key not in FIELDS:
-        raise SweepError(f"unknown parameter {name!r}; use fmnist train option names (e.g. learning_rate, -lr)")
-    return key
+    """The ``TrainConfig`` field for an option name (``-lr``, ``learning_rate``, ``hidden-sizes``,
+    ``hidden_layers``...)."""
+    try:
+        field_name = names.parameter(name)
+    except names.UnknownNameError as err:
+        raise SweepError(str(err)) from None
+    if field_name not in FIELDS:
+        raise SweepError(f"parameter {name!r} cannot be set from a file")
+    return field_name
 
 
 @dataclass(frozen=True)
 class Param:
-    """One swept or fixed parameter."""
+    """One swept or fixed parameter, with canonical name and values."""
 
     name: str
     distribution: str
@@ -79,6 +55,14 @@ class Param:
     low: float | None = None
     high: float | None = None
     q: float | None = None
+
+    def drawable(self) -> tuple[Any, ...]:
+        """What a sampler can draw that validation must see: every value, or both ends of a range."""
+        if self.distribution in ("constant", "categorical"):
+            return self.values
+        if self.distribution == "int_uniform":
+            return (int(self.low), int(self.high))  # type: ignore[arg-type]
+        return (self.low, self.high)
 
 
 @dataclass(frozen=True)
@@ -104,8 +88,27 @@ class SweepSpec:
 
     def grid(self) -> list[dict[str, Any]]:
         """Every point of a grid sweep, in a fixed order."""
-        names = [p.name for p in self.searched]
-        return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*(p.values for p in self.searched))]
+        keys = [p.name for p in self.searched]
+        return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*(p.values for p in self.searched))]
+
+    def space(self) -> dict[str, Any]:
+        """The canonical search space, as JSON data: what a study's trials depend on (not the trial cap or the
+        pruner)."""
+        space = {
+            "method": self.method,
+            "metric": self.metric,
+            "goal": self.goal,
+            "parameters": {
+                p.name: {k: v for k, v in dataclasses.asdict(p).items() if k != "name" and v not in (None, ())}
+                for p in sorted(self.params, key=lambda p: p.name)
+            },
+        }
+        return json.loads(json.dumps(space, default=str))
+
+    def fingerprint(self) -> str:
+        """A short hash of ``space()``: equal for sweep files that differ only in spelling, order or comments."""
+        text = json.dumps(self.space(), sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _number(value: Any, key: str) -> float:
@@ -115,42 +118,74 @@ def _number(value: Any, key: str) -> float:
         raise SweepError(f"parameters.{key}: {value!r} is not a number") from None
 
 
+def _value(name: str, key: str, value: Any) -> Any:
+    """A value as the trial will use it: canonical spelling, or the field's type (``64.0`` -> ``64``)."""
+    if name in ("num_layers", "hidden_size") and isinstance(value, list | tuple):
+        raise SweepError(f"parameters.{key}: {value!r} is a list; uneven widths such as [256, 128] are hidden_sizes")
+    try:
+        if name in CHOICES:
+            return names.canonical(name, value)
+        if FIELD_TYPES[name][0] in ("int", "float", "bool", "str"):
+            return coerce(name, value)
+    except (names.UnknownNameError, ConfigError) as err:
+        raise SweepError(f"parameters.{key}: {err}") from None
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _distinct(values: list[Any]) -> tuple[Any, ...]:
+    """Values without repeats, in order (``[nag, nesterov]`` is one choice once both are ``nag``)."""
+    out: list[Any] = []
+    for value in values:
+        if not any(value == seen and type(value) is type(seen) for seen in out):
+            out.append(value)
+    return tuple(out)
+
+
 def _param(key: str, body: Any) -> Param:
     name = config_name(key)
     if not isinstance(body, dict):
         raise SweepError(f"parameters.{key} must be a mapping such as {{values: [...]}} or {{min: .., max: ..}}")
     if "value" in body:
-        return Param(name, "constant", (_tuple_if_list(body["value"]),))
+        return Param(name, "constant", (_value(name, key, body["value"]),))
     if "values" in body:
         values = body["values"]
         if not isinstance(values, list) or not values:
             raise SweepError(f"parameters.{key}.values must be a non-empty list")
-        return Param(name, "categorical", tuple(_tuple_if_list(v) for v in values))
+        return Param(name, "categorical", _distinct([_value(name, key, v) for v in values]))
     if "min" in body and "max" in body:
-        low, high = _number(body["min"], key), _number(body["max"], key)
-        ints = isinstance(body["min"], int) and isinstance(body["max"], int)
-        distribution = body.get("distribution", "int_uniform" if ints else "uniform")
-        if distribution not in DISTRIBUTIONS[2:]:
-            raise SweepError(
-                f"parameters.{key}.distribution {distribution!r} is not one of {', '.join(DISTRIBUTIONS[2:])}"
-            )
-        if not low < high:
-            raise SweepError(f"parameters.{key}: min must be < max")
-        if distribution == "log_uniform":  # W&B: min and max are natural-log exponents
-            low, high, distribution = math.exp(low), math.exp(high), "log_uniform_values"
-        if distribution == "log_uniform_values" and low <= 0:
-            raise SweepError(f"parameters.{key}: log_uniform_values needs min > 0")
-        q = _number(body["q"], key) if "q" in body else None
-        return Param(name, distribution, low=low, high=high, q=q)
+        return _range(name, key, body)
     raise SweepError(f"parameters.{key} needs value, values, or min and max")
 
 
-def _tuple_if_list(value: Any) -> Any:
-    return tuple(value) if isinstance(value, list) else value
+def _range(name: str, key: str, body: dict[str, Any]) -> Param:
+    kind = FIELD_TYPES[name][0]
+    if kind not in ("int", "float"):
+        raise SweepError(f"parameters.{key}: min/max need a numeric option; list the choices as values: [...]")
+    low, high = _number(body["min"], key), _number(body["max"], key)
+    q = _number(body["q"], key) if "q" in body else None
+    distribution = body.get("distribution", "int_uniform" if kind == "int" else "uniform")
+    if distribution not in DISTRIBUTIONS[2:]:
+        raise SweepError(f"parameters.{key}.distribution {distribution!r} is not one of {', '.join(DISTRIBUTIONS[2:])}")
+    if not low < high:
+        raise SweepError(f"parameters.{key}: min must be < max")
+    if distribution == "log_uniform":  # W&B: min and max are natural-log exponents
+        low, high, distribution = math.exp(low), math.exp(high), "log_uniform_values"
+    if distribution == "log_uniform_values" and low <= 0:
+        raise SweepError(f"parameters.{key}: log_uniform_values needs min > 0")
+    if kind == "int":
+        # an integer option must only ever draw integers: integer ends, and steps of whole numbers
+        if not (low.is_integer() and high.is_integer() and (q is None or q.is_integer())):
+            raise SweepError(f"parameters.{key}: {names.flag(name)} is an integer: min, max and q must be integers")
+        if distribution == "log_uniform_values":
+            raise SweepError(f"parameters.{key}: {names.flag(name)} is an integer: use values: [...] or int_uniform")
+        if q is None or q == 1:
+            distribution, q = "int_uniform", None
+    return Param(name, distribution, low=low, high=high, q=q)
 
 
-def parse_sweep(raw: dict[str, Any], name: str = "sweep") -> SweepSpec:
-    """Check and normalise a sweep mapping (as loaded from YAML or JSON)."""
+def parse_sweep(raw: dict[str, Any], name: str = "sweep", base: TrainConfig | None = None) -> SweepSpec:
+    """Check and normalise a sweep mapping (as loaded from YAML or JSON), then ``validate`` it against ``base``
+    (default: ``TrainConfig()``), so a bad value stops here rather than in a trial."""
     if not isinstance(raw, dict):
         raise SweepError("a sweep file must be a mapping with method, metric and parameters")
     method = str(raw.get("method", "random")).lower()
@@ -167,8 +202,11 @@ def parse_sweep(raw: dict[str, Any], name: str = "sweep") -> SweepSpec:
     if not isinstance(parameters, dict) or not parameters:
         raise SweepError("parameters must map option names to {values|value|min/max}")
     params = tuple(_param(key, body) for key, body in parameters.items())
-    if len({p.name for p in params}) != len(params):
-        raise SweepError("a parameter is given twice (under two of its names)")
+    seen: dict[str, str] = {}
+    for key, p in zip(parameters, params, strict=True):
+        if p.name in seen:
+            raise SweepError(f"parameters.{key} and parameters.{seen[p.name]} are both {names.flag(p.name)}")
+        seen[p.name] = key
     if method == "grid" and any(p.distribution not in ("constant", "categorical") for p in params):
         raise SweepError("method grid needs every parameter as values or value (no min/max ranges)")
     hyperband = None
@@ -179,16 +217,76 @@ def parse_sweep(raw: dict[str, Any], name: str = "sweep") -> SweepSpec:
         hyperband = {"min_iter": int(early.get("min_iter", 1)), "eta": int(early.get("eta", 3))}
     run_cap = raw.get("run_cap")
     fixed = {p.name: p.values[0] for p in params if p.distribution == "constant"}
-    return SweepSpec(method, metric, goal, params, hyperband, int(run_cap) if run_cap else None, name, fixed)
+    spec = SweepSpec(method, metric, goal, params, hyperband, int(run_cap) if run_cap else None, name, fixed)
+    validate(spec, base or TrainConfig())
+    return spec
 
 
-def load_sweep(path: str | Path) -> SweepSpec:
-    """Read a sweep file (YAML or JSON)."""
+def load_sweep(path: str | Path, base: TrainConfig | None = None) -> SweepSpec:
+    """Read a sweep file (YAML or JSON), checked and validated against ``base`` (see ``parse_sweep``)."""
     path = Path(path)
     if not path.is_file():
         raise SweepError(f"{path}: no such sweep file")
     raw = load_mapping(path)
-    return parse_sweep(raw, name=path.stem)
+    return parse_sweep(raw, name=path.stem, base=base)
+
+
+def validate(spec: SweepSpec, base: TrainConfig) -> None:
+    """Check, before any trial, every configuration the sweep can produce against ``TrainConfig``'s rules: each
+    value on its own, every combination of the values and range ends a sampler can draw (every pair of them when
+    there are more than ``COMBINATIONS_CHECKED`` combinations), with the fixed values and ``base``.
+
+    Raises:
+        SweepError: one line naming the parameter(s) and value(s) and the rule they break.
+    """
+    start = base.to_dict()
+    start.pop("extra", None)
+
+    def fails(values: dict[str, Any]) -> str | None:
+        try:
+            TrainConfig(**{**start, **values})
+        except ConfigError as err:
+            return str(err)
+        return None
+
+    def stop(values: dict[str, Any], why: str) -> None:
+        for size in range(1, len(values)):  # name the fewest values that break a rule
+            for subset in itertools.combinations(values.items(), size):
+                reason = fails(dict(subset))
+                if reason is not None:
+                    values, why = dict(subset), reason
+                    break
+            else:
+                continue
+            break
+        shown = ", ".join(f"{name} = {_show(value)}" for name, value in values.items())
+        raise SweepError(f"parameters: {shown}: {why}" if len(values) > 1 else f"parameters.{shown}: {why}")
+
+    if (why := fails(spec.fixed)) is not None:
+        stop(dict(spec.fixed), why)
+    searched = spec.searched
+    for p in searched:
+        for value in p.drawable():
+            if (why := fails({**spec.fixed, p.name: value})) is not None:
+                stop({**spec.fixed, p.name: value}, why)
+    choices = [[(p.name, v) for v in p.drawable()] for p in searched]
+    if math.prod(len(c) for c in choices) <= COMBINATIONS_CHECKED:
+        combinations: Any = itertools.product(*choices)
+    else:
+        combinations = (pair for a, b in itertools.combinations(choices, 2) for pair in itertools.product(a, b))
+    for combination in combinations:
+        values = {**spec.fixed, **dict(combination)}
+        if (why := fails(values)) is not None:
+            stop(values, why)
+
+
+def _show(value: Any, digits: str = "", join: str = ",") -> str:
+    """A value in a message (``0.0001``, ``256,128``) or, with ``digits=".3", join="x"``, in a directory name."""
+    if isinstance(value, float):
+        return f"{value:{digits}g}"
+    if isinstance(value, tuple | list):
+        return join.join(map(str, value))
+    return str(value)
 
 
 def load_mapping(path: Path) -> Any:
@@ -221,25 +319,11 @@ def config_from_mapping(values: dict[str, Any], base: TrainConfig | None = None)
     merged = base.to_dict() if base is not None else {}
     merged.pop("extra", None)
     for key, value in values.items():
-        name = config_name(key)
-        if name == "hidden_sizes" and isinstance(value, str):
-            value = tuple(int(v) for v in value.split(",") if v.strip())
-        merged[name] = tuple(value) if isinstance(value, list) else value
-    try:
-        return TrainConfig.from_dict(merged)
-    except TypeError as err:
-        raise ConfigError(str(err)) from err
+        merged[config_name(key)] = tuple(value) if isinstance(value, list) else value
+    return TrainConfig(**merged)
 
 
 def run_name(trial_number: int, params: dict[str, Any]) -> str:
     """A readable run directory name from the key hyperparameters, e.g. ``t007_hl-3_bs-16_act-tanh_opt-adam``."""
-
-    def fmt(value: Any) -> str:
-        if isinstance(value, float):
-            return f"{value:.3g}"
-        if isinstance(value, tuple | list):
-            return "x".join(map(str, value))
-        return str(value)
-
-    parts = [f"{SHORT.get(k, k)}-{fmt(v)}" for k, v in params.items()]
+    parts = [f"{names.short(k)}-{_show(v, '.3', 'x')}" for k, v in params.items()]
     return f"t{trial_number:03d}" + ("_" + "_".join(parts) if parts else "")

@@ -18,11 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fmnist.sweep.spec import Param, SweepSpec, config_from_mapping, run_name
+from fmnist.sweep.spec import Param, SweepError, SweepSpec, config_from_mapping, run_name
 from fmnist.training.config import ConfigError, TrainConfig
 
 NOT_COUNTED = "fmnist_not_counted"  # user attribute: over the cap, or interrupted (the work is redone later)
 GRID_ENQUEUED = "fmnist_grid_enqueued"
+SPACE_FINGERPRINT = "fmnist_space_fingerprint"  # user attributes: the search space the study was created with
+SPACE = "fmnist_space"
 
 
 @dataclass
@@ -84,11 +86,40 @@ def open_study(spec: SweepSpec, options: SweepOptions) -> Any:
         direction=spec.goal,
         load_if_exists=True,
     )
+    check_fingerprint(study, spec)
     if spec.method == "grid" and not study.user_attrs.get(GRID_ENQUEUED):
         study.set_user_attr(GRID_ENQUEUED, True)
         for point in spec.grid():
             study.enqueue_trial(point, skip_if_exists=True)
     return study
+
+
+class StudyChangedError(SweepError):
+    """The sweep file's search space is not the one the existing study was created with."""
+
+
+def check_fingerprint(study: Any, spec: SweepSpec) -> None:
+    """Record the sweep's canonical search space in a new study; refuse to add trials from another space to an
+    existing one (its trials would mix two searches, and the samplers would mislead each other).
+
+    Raises:
+        StudyChangedError: one line naming the study, what changed and the way out.
+    """
+    stored = study.user_attrs.get(SPACE_FINGERPRINT)
+    if stored is None:  # a new study, or one from before fingerprints: this space is now its space
+        study.set_user_attr(SPACE_FINGERPRINT, spec.fingerprint())
+        study.set_user_attr(SPACE, spec.space())
+        return
+    if stored == spec.fingerprint():
+        return
+    before, now = study.user_attrs.get(SPACE, {}), spec.space()
+    changed = [k for k in ("method", "metric", "goal") if before.get(k) != now[k]]
+    old, new = before.get("parameters", {}), now["parameters"]
+    changed += [f"parameters.{k}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    raise StudyChangedError(
+        f"the sweep file changed since study {study.study_name!r} was created ({', '.join(changed) or 'its space'}"
+        " differs); start a new study with --study NEW_NAME, or use another --out"
+    )
 
 
 def make_sampler(spec: SweepSpec, seed: int) -> Any:

@@ -6,14 +6,13 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from fmnist import names
+from fmnist.names import flag
+
+# The options with named values; every spelling in ``fmnist.names`` is accepted and stored canonical.
 CHOICES: dict[str, tuple[str, ...]] = {
-    "dataset": ("fashion-mnist", "mnist"),
-    "loss": ("cross_entropy", "mean_squared_error"),
-    "optimizer": ("sgd", "momentum", "nag", "rmsprop", "adam", "nadam"),
-    "weight_init": ("random", "xavier", "he"),
-    "activation": ("identity", "sigmoid", "tanh", "relu"),
-    "device": ("cpu", "gpu", "auto"),
-    "lr_schedule": ("constant", "cosine", "step"),
+    kind: names.values(kind)
+    for kind in ("dataset", "loss", "optimizer", "weight_init", "activation", "device", "lr_schedule")
 }
 
 
@@ -90,26 +89,19 @@ class TrainConfig:
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
-        normalised = {
-            "dataset": str(self.dataset).lower().replace("_", "-"),
-            "loss": str(self.loss).lower(),
-            "optimizer": str(self.optimizer).lower(),
-            "weight_init": str(self.weight_init).lower(),
-            "activation": str(self.activation).lower(),
-            "device": str(self.device).lower(),
-            "lr_schedule": str(self.lr_schedule).lower(),
-        }
-        for name, value in normalised.items():
-            object.__setattr__(self, name, value)
-        if self.hidden_sizes is not None:
-            object.__setattr__(self, "hidden_sizes", tuple(int(s) for s in self.hidden_sizes))
+        for item in dataclasses.fields(self):
+            if item.name in CHOICES:
+                try:
+                    value: Any = names.canonical(item.name, getattr(self, item.name))
+                except names.UnknownNameError as err:
+                    raise ConfigError(f"{flag(item.name)}: {err}") from None
+            else:
+                value = coerce(item.name, getattr(self, item.name))
+            object.__setattr__(self, item.name, value)
         self.validate()
 
     def validate(self) -> None:
         """Raise ``ConfigError`` (one line) for the first invalid value."""
-        for name, valid in CHOICES.items():
-            if getattr(self, name) not in valid:
-                raise ConfigError(f"--{name}: {getattr(self, name)!r} is not one of {', '.join(valid)}")
         positive = ("epochs", "batch_size", "hidden_size")
         for name in positive:
             if int(getattr(self, name)) <= 0:
@@ -178,9 +170,89 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        """Build from a dict (e.g. a run's ``config.json``); unknown keys raise ``ConfigError``."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise ConfigError(f"unknown configuration key(s): {', '.join(unknown)}")
-        return cls(**values)
+        """Build from a dict (a run's ``config.json``, a ``--config`` file, a sweep trial): keys may be any
+        spelling ``fmnist.names`` knows (``lr``, ``-nhl``, ``hidden_layers``...); unknown or repeated keys raise
+        ``ConfigError``."""
+        fields: dict[str, Any] = {}
+        for name, value in values.items():
+            try:
+                field_name = "extra" if name == "extra" else names.parameter(name)
+            except names.UnknownNameError as err:
+                raise ConfigError(str(err)) from None
+            if field_name in fields:
+                raise ConfigError(f"{flag(field_name)} is given twice (as {name!r} and under another name)")
+            fields[field_name] = value
+        return cls(**fields)
+
+
+def _field_types() -> dict[str, tuple[str, bool]]:
+    """Field -> (base type name, None allowed), read from the annotations (``"int | None"`` -> ``("int", True)``)."""
+    types = {}
+    for item in dataclasses.fields(TrainConfig):
+        text = str(item.type)
+        types[item.name] = (text.removesuffix(" | None"), text.endswith(" | None"))
+    return types
+
+
+FIELD_TYPES: dict[str, tuple[str, bool]] = _field_types()
+_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+
+
+def coerce(name: str, value: Any) -> Any:
+    """``value`` as the type of field ``name`` (``64.0`` -> ``64`` for an integer, ``"1e-3"`` -> ``0.001``,
+    ``"true"`` -> ``True``, ``[256, 128]`` or ``"256,128"`` -> ``(256, 128)``), as files and sweeps write them.
+
+    Raises:
+        ConfigError: the value does not fit the field's type.
+    """
+    base, optional = FIELD_TYPES[name]
+    if value is None and optional:
+        return None
+    try:
+        if base == "int":
+            return _integer(value)
+        if base == "float":
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        if base == "bool":
+            return _boolean(value)
+        if base == "str":
+            if value is None or isinstance(value, (dict, list, tuple, set)):
+                raise ValueError
+            return str(value)
+        if base == "tuple[int, ...]":
+            return _sizes(value)
+    except (TypeError, ValueError):
+        what = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a text value"}
+        wanted = what.get(base, "comma-separated integers such as 256,128")
+        raise ConfigError(f"{flag(name)} must be {wanted}, got {value!r}") from None
+    return value
+
+
+def _integer(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError
+    if isinstance(value, int):
+        return value
+    number = float(value)  # "64", "64.0", 64.0; not 64.5
+    if not number.is_integer():
+        raise ValueError
+    return int(number)
+
+
+def _boolean(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if isinstance(value, (int, float, str)) and text in _TRUE + _FALSE:
+        return text in _TRUE
+    raise ValueError
+
+
+def _sizes(value: Any) -> tuple[int, ...]:
+    parts = value.split(",") if isinstance(value, str) else list(value)
+    sizes = tuple(_integer(part) for part in parts if not (isinstance(part, str) and not part.strip()))
+    if not sizes:
+        raise ValueError
+    return sizes
