@@ -37,11 +37,12 @@ def _root(
 
 
 def _register() -> None:
-    from fmnist.cli import bench, data, evaluate, info, sweep, train
+    from fmnist.cli import bench, data, evaluate, info, report, sweep, train
 
     train.register(app)
     evaluate.register(app)
     sweep.register(app)
+    report.register(app)
     bench.register(app)
     data.register(app)
     info.register(app)
