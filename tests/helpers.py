@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from fmnist.data import MNIST, DatasetSpec, FileSpec, encode_idx
+from fmnist.training.callbacks import Callback
 
 
 def blobs(n: int = 300, dim: int = 20, classes: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -78,3 +79,13 @@ def dead_url() -> str:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     return f"http://127.0.0.1:{port}/"  # nothing listens there any more: connection refused
+
+
+class StopWhen(Callback):
+    """A run callback that asks for a stop (as Ctrl-C does) when ``predicate()`` is true; polled before each step."""
+
+    def __init__(self, predicate):
+        self.predicate = predicate
+
+    def should_stop(self) -> bool:
+        return bool(self.predicate())

@@ -16,13 +16,15 @@ from typer.testing import CliRunner
 
 from fmnist.cli import app
 from fmnist.data import FASHION_MNIST, registry
-from fmnist.training import run as run_module
+from fmnist.training import builder, rundir
+from fmnist.training import splits as splits_module
 from fmnist.training.checkpoint import load_archive
 from fmnist.training.config import TrainConfig
 from fmnist.training.fit import TrainingInterrupted
-from fmnist.training.run import RunCallbacks, load_model, train_run
+from fmnist.training.modelio import load_model
+from fmnist.training.run import train_run
 
-from helpers import learnable_arrays, write_tiny_mnist
+from helpers import StopWhen, learnable_arrays, write_tiny_mnist
 
 runner = CliRunner()
 SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -59,13 +61,23 @@ def test_train_writes_a_complete_run_directory(tmp_path):
     result = train_ok(out)
     assert "test accuracy" in result.output
     assert "epoch 2/2  train " in result.output
-    for name in run_module.FILES.values():
+    for name in rundir.FILES.values():
         assert (out / name).is_file(), name
     metrics = read_metrics(out)
     assert [m["epoch"] for m in metrics] == [1, 2]
-    keys = {"epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds", "samples_per_second"}
+    keys = {"epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds", "samples_per_second", "lr"}
     assert set(metrics[0]) == keys
     assert metrics[1]["train_loss"] < metrics[0]["train_loss"]
+    assert metrics[1]["lr"] < metrics[0]["lr"]  # the default cosine schedule
+    stats = [json.loads(line) for line in (out / "layer_stats.jsonl").read_text().splitlines()]
+    assert [s["epoch"] for s in stats] == [1, 2]
+    first = stats[0]["params"]["layers.0.weight"]
+    assert first["shape"] == [784, 32]
+    assert first["grad_rms"] > 0
+    assert 0 < first["update_rms_ratio"] < 1
+    assert "report" in result.output
+    report = (out / "report.html").read_text()
+    assert "layers.0.weight" in report
     summary = json.loads((out / "summary.json").read_text())
     assert summary["test_accuracy"] > 0.9  # the synthetic classes are easy
     assert {"test_loss", "best_epoch", "total_seconds", "device"} <= set(summary)
@@ -116,6 +128,8 @@ def test_every_da6401_flag_is_parsed_and_recorded(tmp_path, monkeypatch):
     assert calls["init"]["entity"] == "team"
     assert calls["log"][0]["epoch"] == 1
     assert calls["finished"]
+    assert calls["summary"]["status"] == "completed"
+    assert calls["summary"]["test_accuracy"] == json.loads((out / "summary.json").read_text())["test_accuracy"]
 
 
 def test_long_flags_and_extras(tmp_path):
@@ -171,8 +185,9 @@ def test_each_flag_changes_the_result(tmp_path):
         (["-sz", "-3"], "--hidden_size must be > 0"),
         (["-lr", "0"], "--learning_rate must be > 0"),
         (["-lr", "-0.1"], "--learning_rate must be > 0"),
-        (["--val-fraction", "1.5"], "--val-fraction must be in (0, 1)"),
-        (["--val-fraction", "0"], "--val-fraction must be in (0, 1)"),
+        (["--val-fraction", "1.5"], "--val-fraction must be in [0, 1)"),
+        (["--val-fraction", "-0.1"], "--val-fraction must be in [0, 1)"),
+        (["--val-fraction", "0", "--patience", "3"], "--patience watches the validation loss"),
         (["--hidden-sizes", "256,x"], "--hidden-sizes must be comma-separated integers"),
         (["--hidden-sizes", "256,0"], "--hidden-sizes must all be > 0"),
         (["-beta2", "1.0"], "--beta2 must be in [0, 1)"),
@@ -181,7 +196,7 @@ def test_each_flag_changes_the_result(tmp_path):
     ],
 )
 def test_bad_input_exits_2_before_loading_data(tmp_path, monkeypatch, args, message):
-    monkeypatch.setattr(run_module, "load_dataset", lambda *a, **k: pytest.fail("data was loaded"))
+    monkeypatch.setattr(splits_module, "load_dataset", lambda *a, **k: pytest.fail("data was loaded"))
     result = invoke("train", *args, "--out", str(tmp_path / "run"))
     assert result.exit_code == 2, result.output
     assert message in result.output
@@ -227,7 +242,7 @@ def test_interrupted_then_resumed_run_equals_an_uninterrupted_one(tmp_path):
         return calls["n"] == 17 + 6  # asked before each step; 540 / 32 = 17 steps per epoch: stop after 5 of epoch 2
 
     with pytest.raises(TrainingInterrupted):
-        train_run(config, tmp_path / "resumed", RunCallbacks(should_stop=stop_mid_epoch_two))
+        train_run(config, tmp_path / "resumed", [StopWhen(stop_mid_epoch_two)])
     meta, arrays = load_archive(tmp_path / "resumed" / "checkpoint.npz", "checkpoint")
     assert meta["epoch"] == 1
     assert meta["in_epoch"]["position"] == 5
@@ -255,7 +270,7 @@ def test_interrupted_then_resumed_run_equals_an_uninterrupted_one(tmp_path):
 
 
 def test_nan_loss_stops_with_epoch_step_and_hint_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
-    real = run_module.get_loss
+    real = builder.get_loss
     calls = {"n": 0}
 
     def poisoned(name, **kwargs):
@@ -269,7 +284,7 @@ def test_nan_loss_stops_with_epoch_step_and_hint_and_keeps_the_last_good_checkpo
 
         return wrapped
 
-    monkeypatch.setattr(run_module, "get_loss", poisoned)
+    monkeypatch.setattr(builder, "get_loss", poisoned)
     out = tmp_path / "run"
     result = invoke("train", *FAST, "-e", "3", "--out", str(out))
     assert result.exit_code == 1
@@ -359,7 +374,7 @@ def test_damaged_or_foreign_model_files_fail_clearly(tmp_path, damage):
 def test_damaged_checkpoint_on_resume_fails_clearly(tmp_path):
     config = TrainConfig(epochs=2, batch_size=32, hidden_size=16, num_layers=1)
     with pytest.raises(TrainingInterrupted):
-        train_run(config, tmp_path / "run", RunCallbacks(should_stop=lambda: True))
+        train_run(config, tmp_path / "run", [StopWhen(lambda: True)])
     (tmp_path / "run" / "checkpoint.npz").write_bytes(b"PK\x03\x04 not really a zip")
     result = invoke("train", "--resume", str(tmp_path / "run"))
     assert result.exit_code == 1
@@ -375,11 +390,13 @@ def test_info_lists_devices_and_blas():
 
 def fake_wandb(monkeypatch) -> dict:
     """A stand-in wandb module recording what fmnist sends it (no network, no service process)."""
-    calls: dict = {"log": [], "finished": False}
+    calls: dict = {"log": [], "finished": False, "summary": {}}
     module = types.ModuleType("wandb")
     module.__spec__ = importlib.machinery.ModuleSpec("wandb", None)
 
     class Run:
+        summary = calls["summary"]  # wandb's run.summary is a dict-like
+
         def log(self, metrics, step=None):
             calls["log"].append(metrics)
 
@@ -436,7 +453,7 @@ def test_resume_is_exact_with_dropout_and_augmentation(tmp_path):
         return calls["n"] == 17 + 3
 
     with pytest.raises(TrainingInterrupted):
-        train_run(config, tmp_path / "resumed", RunCallbacks(should_stop=stop))
+        train_run(config, tmp_path / "resumed", [StopWhen(stop)])
     assert invoke("train", "--resume", str(tmp_path / "resumed")).exit_code == 0
     a, b = np.load(tmp_path / "straight" / "model.npz"), np.load(tmp_path / "resumed" / "model.npz")
     for name in a.files:
@@ -487,7 +504,7 @@ def test_help_lists_the_choices():
 
 @pytest.mark.parametrize("where", ["file", "below a file"])
 def test_out_naming_a_file_is_one_line_exit_2(tmp_path, monkeypatch, where):
-    monkeypatch.setattr(run_module, "load_dataset", lambda *a, **k: pytest.fail("data was loaded"))
+    monkeypatch.setattr(splits_module, "load_dataset", lambda *a, **k: pytest.fail("data was loaded"))
     (tmp_path / "results").write_text("not a directory")
     out = tmp_path / "results" if where == "file" else tmp_path / "results" / "run"
     result = invoke("train", "--out", str(out))
@@ -499,7 +516,7 @@ def test_out_naming_a_file_is_one_line_exit_2(tmp_path, monkeypatch, where):
 
 
 def test_epoch_line_fits_the_width():
-    from fmnist.cli.train import epoch_line
+    from fmnist.cli.progress import epoch_line
 
     m = types.SimpleNamespace(
         epoch=2, train_loss=0.45671, train_accuracy=0.8412, val_loss=0.40123, val_accuracy=0.8567, seconds=3.42
@@ -530,7 +547,7 @@ def test_piped_output_is_plain_lines_within_80_columns(tmp_path):
 import sys
 from pathlib import Path
 sys.path.insert(0, {str(Path(__file__).parent)!r})
-from helpers import learnable_arrays, write_tiny_mnist
+from helpers import StopWhen, learnable_arrays, write_tiny_mnist
 from fmnist.data import FASHION_MNIST, registry
 spec, _ = write_tiny_mnist(Path({str(tmp_path / "data")!r}), learnable_arrays(), base=FASHION_MNIST)
 registry.DATASETS["fashion-mnist"] = spec

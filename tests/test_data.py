@@ -209,8 +209,11 @@ def test_stratified_split_is_seeded_and_balanced():
     assert np.bincount(labels[va]).tolist() == [10] * 10
     np.testing.assert_array_equal(stratified_split(labels, 0.1, seed=3)[1], va)
     assert not np.array_equal(stratified_split(labels, 0.1, seed=4)[1], va)
-    with pytest.raises(ValueError, match=r"\(0, 1\)"):
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
         stratified_split(labels, 1.0)
+    everything, none = stratified_split(labels, 0.0)  # --val-fraction 0: train on the whole training split
+    assert everything.tolist() == list(range(1000))
+    assert none.size == 0
 
 
 def test_batches_cover_the_set_once_and_match_the_host(backend):

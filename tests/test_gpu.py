@@ -21,10 +21,11 @@ from fmnist.backend.cupy_ops import SOURCE
 from fmnist.data import FASHION_MNIST, DeviceData, registry
 from fmnist.network import MLP, get_loss, get_optimizer
 from fmnist.training.config import TrainConfig
-from fmnist.training.fit import Trainer, TrainingInterrupted, evaluate
-from fmnist.training.run import RunCallbacks, train_run
+from fmnist.training.fit import Trainer, TrainingInterrupted
+from fmnist.training.inference import evaluate
+from fmnist.training.run import train_run
 
-from helpers import learnable_arrays, write_tiny_mnist
+from helpers import StopWhen, learnable_arrays, write_tiny_mnist
 
 TESTS = Path(__file__).resolve().parent
 SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -112,7 +113,7 @@ def test_interrupted_and_resumed_gpu_run_equals_a_straight_one_bit_for_bit(gpu_b
         return calls["n"] == 17 + 4
 
     with pytest.raises(TrainingInterrupted):
-        train_run(config, tmp_path / "resumed", RunCallbacks(should_stop=stop))
+        train_run(config, tmp_path / "resumed", [StopWhen(stop)])
     shutil.copytree(tmp_path / "resumed", tmp_path / "on-cpu")
     train_run(config, tmp_path / "resumed", resume=True)
     straight, resumed = _weights(tmp_path / "straight"), _weights(tmp_path / "resumed")

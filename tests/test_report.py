@@ -90,7 +90,7 @@ def invoke_ok(*args: str):
 
 def write_layer_stats(run_dir: Path) -> None:
     """Plausible ``layer_stats.jsonl`` lines for a run written before the trainer recorded them."""
-    from fmnist.training.run import load_model
+    from fmnist.training.modelio import load_model
 
     model, _ = load_model(run_dir / "model.npz")
     rng = np.random.default_rng(0)

@@ -98,7 +98,7 @@ def bench(
         from fmnist.backend import get_backend
         from fmnist.training.atomic import atomic_write
         from fmnist.training.harness import blas_info
-        from fmnist.training.run import environment
+        from fmnist.training.rundir import environment
 
         record = {
             "sizes": list(layer_sizes),

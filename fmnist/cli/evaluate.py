@@ -30,7 +30,8 @@ def _load_run(run_dir: Path, device: str) -> tuple[Any, Any, dict[str, Any]]:
     """(config, model, model metadata) of a run, or a clean failure."""
     from fmnist.backend import BackendUnavailableError
     from fmnist.training.checkpoint import CheckpointError
-    from fmnist.training.run import FILES, load_model, read_config
+    from fmnist.training.modelio import load_model
+    from fmnist.training.rundir import FILES, read_config
 
     if device not in ("cpu", "gpu", "auto"):
         fail(f"--device must be cpu, gpu or auto, got {device!r}", 2)
@@ -46,12 +47,14 @@ def _load_run(run_dir: Path, device: str) -> tuple[Any, Any, dict[str, Any]]:
 
 def _split_data(config: Any, model: Any, split: str) -> Any:
     from fmnist.data import DataFileError
-    from fmnist.training.run import prepare_data
+    from fmnist.training.splits import prepare_data
 
     try:
         splits = prepare_data(config, model.backend)
     except DataFileError as err:
         fail(str(err))
+    if getattr(splits, split) is None:
+        fail(f"--split {split}: this run has no validation split (it was trained with --val-fraction 0)", 2)
     return splits, getattr(splits, split)
 
 
@@ -63,7 +66,7 @@ def evaluate(
     """Accuracy, per-class accuracy and the confusion matrix of a trained run."""
     from rich.table import Table
 
-    from fmnist.training.fit import predict as predict_classes
+    from fmnist.training.inference import predict as predict_classes
     from fmnist.training.metrics import confusion_matrix, per_class_accuracy
 
     config, model, meta = _load_run(run_dir, device)
@@ -102,7 +105,7 @@ def predict(
     import numpy as np
     from rich.table import Table
 
-    from fmnist.training.run import host_predictions
+    from fmnist.training.inference import host_predictions
 
     if (index is None) == (image is None):
         fail("give exactly one of --index N or --image FILE", 2)

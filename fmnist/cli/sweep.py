@@ -68,6 +68,7 @@ def sweep(
         seed=seed,
         base=base,
         wandb=wandb,
+        sweep_file=str(sweep_file),
     )
     run(spec, options)
 
@@ -125,6 +126,21 @@ def run(spec: Any, options: Any) -> None:
         console.print(f"[dim]no {name}: {escape(why)}[/]")
     if "best_config" in written:
         console.print(f"reproduce the best trial: fmnist train --config {escape(str(written['best_config']))}")
+    _report(options.out)
+
+
+def _report(out: Path) -> None:
+    """Write the sweep's report.html; a report that cannot be written is a warning, never a failed sweep."""
+    from rich.markup import escape
+
+    from fmnist.training.sweep_report import write_sweep_report
+
+    try:
+        path = write_sweep_report(out)
+    except Exception as err:  # a report is a view of the sweep: its failure must not fail the sweep
+        console.print(f"[yellow]no report[/]: {escape(f'{type(err).__name__}: {err}')}")
+        return
+    console.print(f"report {escape(str(path))}", highlight=False)
 
 
 TOP = 15  # rows of the terminal leaderboard (leaderboard.csv has them all)

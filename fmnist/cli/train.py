@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
-import signal
-import threading
+import sys
 from collections.abc import Callable
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -149,7 +148,7 @@ def train(
             help="AdamW-style decay θ ← θ(1 - lr·w_d) instead of L2 added to the gradient.",
         ),
     ] = DEFAULTS.decoupled_weight_decay,
-    clip_grad_norm: Annotated[
+    max_grad_norm: Annotated[
         float | None, typer.Option("--clip-grad-norm", help="Clip the global gradient L2 norm to this value.")
     ] = None,
     augment_shift: Annotated[
@@ -179,8 +178,8 @@ def train(
     ] = None,
     wandb: Annotated[bool, typer.Option("--wandb", help="Log to Weights & Biases (WANDB_MODE=offline works).")] = False,
 ) -> None:
-    """Train an MLP and write a run directory (config, metrics, checkpoints, model, plots)."""
-    from fmnist.training.run import FILES, default_run_dir, read_config
+    """Train a network and write a run directory (config, metrics, checkpoints, model, plots, report)."""
+    from fmnist.training.rundir import FILES, default_run_dir, read_config
 
     check_out(out)
     if resume is not None:
@@ -192,57 +191,7 @@ def train(
             fail(str(err), 2)
         run_dir = resume
     else:
-        values = dict(
-            dataset=dataset,
-            epochs=epochs,
-            batch_size=batch_size,
-            loss=loss,
-            optimizer=optimizer,
-            learning_rate=learning_rate,
-            momentum=momentum,
-            beta=beta,
-            beta1=beta1,
-            beta2=beta2,
-            epsilon=epsilon,
-            weight_decay=weight_decay,
-            weight_init=weight_init,
-            num_layers=num_layers,
-            hidden_size=hidden_size,
-            hidden_sizes=hidden_sizes,
-            activation=activation,
-            device=device,
-            seed=seed,
-            val_fraction=val_fraction,
-            patience=patience,
-            lr_schedule=lr_schedule,
-            warmup_epochs=warmup_epochs,
-            lr_step_epochs=lr_step_epochs,
-            lr_gamma=lr_gamma,
-            dropout=dropout,
-            label_smoothing=label_smoothing,
-            decoupled_weight_decay=decoupled_weight_decay,
-            max_grad_norm=clip_grad_norm,
-            augment_shift=augment_shift,
-            augment_flip=augment_flip,
-            standardize=standardize,
-            wandb=wandb or wandb_project is not None or wandb_entity is not None,
-            wandb_project=wandb_project or DEFAULTS.wandb_project,
-            wandb_entity=wandb_entity,
-            data_dir=str(data_dir) if data_dir is not None else None,
-        )
-        given = {name for name in ctx.params if _from_command_line(ctx, name)}
-        given |= {"max_grad_norm"} if "clip_grad_norm" in given else set()
-        if {"num_layers", "hidden_size"} & given:
-            given.add("hidden_sizes")  # -nhl/-sz replace the preset's or file's widths
-        layered: dict[str, Any] = dict(PRESETS[preset]) if preset is not None else {}
-        if config_file is not None:
-            layered.update(_read_config_file(config_file))
-        values.update({k: v for k, v in layered.items() if k not in given})
-        try:
-            values["hidden_sizes"] = _parse_sizes(values["hidden_sizes"])
-            config = TrainConfig(**values)
-        except ConfigError as err:
-            fail(str(err), 2)
+        config = _config_from_options(ctx)
         run_dir = out if out is not None else default_run_dir(config)
         if out is not None and (out / FILES["config"]).exists():
             fail(f"--out: {out} already holds a run; choose another directory or continue it with --resume {out}", 2)
@@ -251,9 +200,35 @@ def train(
     run_training(config, run_dir, resume=resume is not None)
 
 
+FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name != "extra")
+
+
+def _config_from_options(ctx: typer.Context) -> TrainConfig:
+    """The ``TrainConfig`` of the options: each option named like a config field sets it; a preset, then a
+    ``--config`` file, fill in what was not typed on the command line. Invalid → one line, exit 2."""
+    options = ctx.params
+    values = {name: options[name] for name in FIELDS if name in options}
+    values["wandb"] = options["wandb"] or options["wandb_project"] is not None or options["wandb_entity"] is not None
+    values["wandb_project"] = options["wandb_project"] or DEFAULTS.wandb_project
+    values["data_dir"] = str(options["data_dir"]) if options["data_dir"] is not None else None
+    given = {name for name in values if _from_command_line(ctx, name)}
+    if {"num_layers", "hidden_size"} & given:
+        given.add("hidden_sizes")  # -nhl/-sz replace the preset's or file's widths
+    layered: dict[str, Any] = dict(PRESETS[options["preset"]]) if options["preset"] is not None else {}
+    if options["config_file"] is not None:
+        layered.update(_read_config_file(options["config_file"]))
+    values.update({k: v for k, v in layered.items() if k not in given})
+    try:
+        values["hidden_sizes"] = _parse_sizes(values["hidden_sizes"])
+        return TrainConfig(**values)
+    except ConfigError as err:
+        fail(str(err), 2)
+
+
 def _read_config_file(path: Path) -> dict[str, Any]:
     """Option values from a JSON/YAML file, keyed by ``TrainConfig`` field (any spelling ``fmnist.names`` knows)."""
     from fmnist.sweep.spec import SweepError, config_name, load_mapping
+    from fmnist.training.rundir import RECORD_KEYS
 
     if not path.is_file():
         fail(f"--config: {path} does not exist", 2)
@@ -263,7 +238,7 @@ def _read_config_file(path: Path) -> dict[str, Any]:
         if not isinstance(raw, dict):
             raise SweepError(f"{path} must hold a mapping of option names to values")
         for key, value in raw.items():
-            if key in ("environment", "normalization"):
+            if key in RECORD_KEYS:  # a run's config.json: the record beside the configuration
                 continue
             name = config_name(key)
             if name in values:
@@ -294,114 +269,23 @@ def _parse_sizes(text: str | tuple[int, ...] | None) -> tuple[int, ...] | None:
 
 
 def run_training(config: TrainConfig, run_dir: Path, resume: bool) -> None:
-    """Run ``train_run`` with rich progress, Ctrl-C handling and clear failures."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
+    """Run ``train_run`` with the rich progress display, Ctrl-C handling and clear failures."""
     from fmnist.backend import BackendUnavailableError
+    from fmnist.cli.progress import RichProgress, StopOnSigint
     from fmnist.data import DataFileError
     from fmnist.training.checkpoint import CheckpointError
     from fmnist.training.fit import DivergenceError, TrainingInterrupted
-    from fmnist.training.run import RunCallbacks, train_run
+    from fmnist.training.run import train_run
 
-    progress = Progress(
-        TextColumn("[bold]epoch {task.fields[epoch]}"),
-        BarColumn(bar_width=None),
-        MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]:.4f}"),
-        TextColumn("{task.fields[speed]:,.0f}/s"),
-        TimeRemainingColumn(),
-        console=console,
-        transient=True,
-        expand=True,
-        disable=not console.is_terminal,  # piped output gets the per-epoch lines only, no bar redraws
-    )
-    task: dict[str, Any] = {}
-
-    def on_start(info: dict[str, Any]) -> None:
-        backend = info["backend"]
-        if backend.note:
-            console.print(f"[dim]{backend.note}[/]")
-        where = sorted({f"{f.source}: {f.path.parent}" for f in info["files"]})
-        console.print(
-            f"[bold]{config.dataset}[/] ({', '.join(where)}) · train {info['train']} · val {info['val']} · "
-            f"test {info['test']} · MLP {'-'.join(map(str, info['sizes']))} {config.activation} · "
-            f"{config.optimizer} lr {config.learning_rate:g} ({config.lr_schedule}) · "
-            f"batch {config.batch_size} · device {backend.name}"
-        )
-        if info["resumed_at"] is not None:
-            console.print(f"resuming {info['run_dir']} after epoch {info['resumed_at']}")
-
-    def on_progress(p: Any) -> None:
-        label = f"{p.epoch}/{p.epochs}"
-        if task.get("epoch") != p.epoch:
-            if "id" in task:
-                progress.remove_task(task["id"])
-            task["id"] = progress.add_task("", total=p.total, epoch=label, loss=p.loss, speed=0.0)
-            task["epoch"] = p.epoch
-        speed = p.samples / p.seconds if p.seconds > 0 else 0.0
-        progress.update(task["id"], completed=p.samples, loss=p.loss, speed=speed)
-
-    def on_epoch(m: Any) -> None:
-        progress.console.print(epoch_line(m, config.epochs, console.width), highlight=False, soft_wrap=True)
-
-    tracker = None
-    if config.wandb:
-        from fmnist.training.tracking import WandbTracker
-
-        tracker = WandbTracker(config, run_dir)
-    with stop_on_sigint() as stop, progress:
-        callbacks = RunCallbacks(on_start=on_start, on_progress=on_progress, on_epoch=on_epoch, should_stop=stop)
+    with StopOnSigint(console) as stop, RichProgress(console) as display:
         try:
-            summary = train_run(config, run_dir, callbacks, resume=resume, tracker=tracker)
+            train_run(config, run_dir, [display, stop], resume=resume, command=["fmnist", *sys.argv[1:]])
         except TrainingInterrupted:
-            progress.stop()
-            console.print(f"[yellow]interrupted[/]: checkpoint saved. Resume with: fmnist train --resume {run_dir}")
             raise typer.Exit(130) from None
         except DivergenceError as err:
-            progress.stop()
             fail(f"{err} The last good checkpoint is {run_dir}/checkpoint.npz.")
         except (DataFileError, BackendUnavailableError, CheckpointError) as err:
-            progress.stop()
             fail(str(err))
-        finally:
-            if tracker is not None:
-                tracker.finish()
-    console.print(
-        f"[bold green]test accuracy {summary['test_accuracy']:.2%}[/] (loss {summary['test_loss']:.4f}) · "
-        f"best epoch {summary['best_epoch']} · {summary['epochs_run']} epochs in {summary['total_seconds']:.1f} s · "
-        f"run directory {run_dir}"
-    )
-
-
-def epoch_line(m: Any, epochs: int, width: int = 80) -> str:
-    """One line per epoch that fits ``width`` columns (less important parts are left out when it would not):
-    ``epoch  2/20  train 0.4567 84.12%  val 0.4012 85.67%  3.4s  54,881 samples/s``."""
-    parts = [f"epoch {m.epoch:>{len(str(epochs))}}/{epochs}", f"train {m.train_loss:.4f} {m.train_accuracy:.2%}"]
-    val_loss = getattr(m, "val_loss", None)
-    if val_loss is not None:  # None: no validation split
-        parts.append(f"val {val_loss:.4f} {m.val_accuracy:.2%}")
-    parts += [f"{m.seconds:.1f}s", f"{m.samples_per_second:,.0f} samples/s"]
-    while len("  ".join(parts)) > width and len(parts) > 2:
-        parts.pop()
-    return "  ".join(parts)
-
-
-@contextmanager
-def stop_on_sigint():
-    """First Ctrl-C asks training to stop at the next step boundary (exact checkpoint); a second one aborts."""
-    requested = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
-        yield requested.is_set
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        if requested.is_set():
-            raise KeyboardInterrupt
-        requested.set()
-        console.print("[yellow]stopping after this step (Ctrl-C again to abort)…[/]")
-
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield requested.is_set
-    finally:
-        signal.signal(signal.SIGINT, previous)
+        except MemoryError as err:  # CuPy's OutOfMemoryError is a MemoryError too
+            where = "GPU" if config.device != "cpu" else "host"
+            fail(f"out of {where} memory ({type(err).__name__}: {err}); try a smaller --batch_size or model")

@@ -91,10 +91,12 @@ def stratified_split(labels: np.ndarray, val_fraction: float = 0.1, seed: int = 
     Uses a host NumPy generator, so the split is identical on every device for the same seed.
 
     Returns:
-        (train_indices, val_indices), each sorted ascending.
+        (train_indices, val_indices), each sorted ascending; ``val_fraction`` 0 gives every index to training.
     """
-    if not 0 < val_fraction < 1:
-        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    if not 0 <= val_fraction < 1:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    if val_fraction == 0:
+        return np.arange(labels.shape[0]), np.arange(0)
     rng = np.random.default_rng(seed)
     val = []
     for c in np.unique(labels):

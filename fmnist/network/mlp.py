@@ -73,6 +73,11 @@ class MLP:
         """Floating-point operations of the matrix products of one training sample (forward + backward)."""
         return 6 * sum(a * b for a, b in itertools.pairwise(self.sizes))
 
+    @property
+    def activation_floats_per_sample(self) -> int:
+        """Activations one sample keeps in a forward pass (input, pre-activations and outputs): sizes memory."""
+        return self.sizes[0] + 2 * sum(self.sizes[1:])
+
     def parameters(self) -> list[Parameter]:
         """Every trainable parameter, in layer order (weight, bias, weight, bias, ...)."""
         return list(self.flat.params)
@@ -136,6 +141,11 @@ class MLP:
             raise ValueError(f"state does not match this model: expected {expected}, got {got}")
         for p in self.flat.params:
             p.data[...] = self.backend.asarray(state[p.name], dtype=self.backend.dtype)
+
+    def describe(self) -> str:
+        """The architecture in a few words, e.g. ``MLP 784-256-256-10 relu``."""
+        drop = f" dropout {self.dropout:g}" if self.dropout else ""
+        return f"MLP {'-'.join(map(str, self.sizes))} {self.activation}{drop}"
 
     def __repr__(self) -> str:
         drop = f", dropout={self.dropout}" if self.dropout else ""

@@ -12,6 +12,7 @@ from typing import Any
 from fmnist.sweep.spec import SweepSpec
 from fmnist.sweep.study import NOT_COUNTED
 from fmnist.training.atomic import atomic_write
+from fmnist.training.rundir import RECORD_KEYS
 
 
 def leaderboard(study: Any, spec: SweepSpec) -> list[dict[str, Any]]:
@@ -52,7 +53,7 @@ def write_results(study: Any, spec: SweepSpec, out: Path) -> dict[str, Any]:
     best = next((r for r in rows if r["state"] == "complete"), None)
     if best is not None:
         config = json.loads((Path(best["run_dir"]) / "config.json").read_text())
-        config = {k: v for k, v in config.items() if k not in ("environment", "normalization", "extra")}
+        config = {k: v for k, v in config.items() if k not in (*RECORD_KEYS, "extra")}
         atomic_write(out / "best_config.json", json.dumps(config, indent=2) + "\n")
         written["best_config"] = out / "best_config.json"
         written["best"] = best

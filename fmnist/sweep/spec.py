@@ -86,6 +86,24 @@ class SweepSpec:
     def searched(self) -> tuple[Param, ...]:
         return tuple(p for p in self.params if p.distribution != "constant")
 
+    def describe(self) -> dict[str, Any]:
+        """The sweep as read (canonical names and values), as plain data: for ``sweep.json`` and reports."""
+        parameters: dict[str, Any] = {}
+        for p in self.params:
+            if p.distribution == "constant":
+                parameters[p.name] = {"value": _plain(p.values[0])}
+            elif p.distribution == "categorical":
+                parameters[p.name] = {"values": [_plain(v) for v in p.values]}
+            else:
+                parameters[p.name] = {"distribution": p.distribution, "min": p.low, "max": p.high}
+                if p.q is not None:
+                    parameters[p.name]["q"] = p.q
+        out: dict[str, Any] = {"method": self.method, "metric": {"name": self.metric, "goal": self.goal}}
+        out["parameters"] = parameters
+        if self.hyperband:
+            out["early_terminate"] = {"type": "hyperband", **self.hyperband}
+        return out
+
     def grid(self) -> list[dict[str, Any]]:
         """Every point of a grid sweep, in a fixed order."""
         keys = [p.name for p in self.searched]
@@ -244,9 +262,11 @@ def validate(spec: SweepSpec, base: TrainConfig) -> None:
 
     def fails(values: dict[str, Any]) -> str | None:
         try:
-            TrainConfig(**{**start, **values})
+            config = TrainConfig(**{**start, **values})
         except ConfigError as err:
             return str(err)
+        if spec.metric.startswith("val_") and config.val_fraction == 0:  # the metric and any pruning watch it
+            return f"--val-fraction 0 leaves no validation split for the sweep's metric {spec.metric}"
         return None
 
     def stop(values: dict[str, Any], why: str) -> None:
@@ -278,6 +298,10 @@ def validate(spec: SweepSpec, base: TrainConfig) -> None:
         values = {**spec.fixed, **dict(combination)}
         if (why := fails(values)) is not None:
             stop(values, why)
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
 
 
 def _show(value: Any, digits: str = "", join: str = ",") -> str:

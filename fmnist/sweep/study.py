@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from fmnist.sweep.spec import Param, SweepError, SweepSpec, config_from_mapping, run_name
+from fmnist.training.callbacks import Callback
 from fmnist.training.config import ConfigError, TrainConfig
 
 NOT_COUNTED = "fmnist_not_counted"  # user attribute: over the cap, or interrupted (the work is redone later)
@@ -39,6 +40,7 @@ class SweepOptions:
     seed: int = 0
     base: TrainConfig = field(default_factory=TrainConfig)
     wandb: bool = False
+    sweep_file: str | None = None
 
     @property
     def storage_url(self) -> str:
@@ -173,11 +175,10 @@ class TrialEvent:
 
 def work(spec: SweepSpec, options: SweepOptions, on_event: Callable[[TrialEvent], None] | None = None) -> None:
     """One worker: take trials from the study until it holds ``options.trials`` counted trials."""
-    import optuna
     from optuna.trial import TrialState
 
     from fmnist.training.fit import DivergenceError, TrainingInterrupted
-    from fmnist.training.run import RunCallbacks, train_run
+    from fmnist.training.run import train_run
 
     study = open_study(spec, options)
     report = on_event or (lambda event: None)
@@ -198,29 +199,20 @@ def work(spec: SweepSpec, options: SweepOptions, on_event: Callable[[TrialEvent]
         trial.set_user_attr("run_dir", str(run_dir))
         report(TrialEvent(trial.number, "running", run_dir=str(run_dir), params=searched))
 
-        def on_epoch(metrics: Any, trial: Any = trial) -> None:
-            value = getattr(metrics, spec.metric)
-            trial.report(value, metrics.epoch)
-            if trial.should_prune():
-                raise optuna.TrialPruned(f"pruned after epoch {metrics.epoch} ({spec.metric} {value:.4f})")
-
+        pruner = Pruner(trial, spec.metric)
         try:
             config = config_from_mapping(params, options.base)
             if options.wandb:
                 config = config_from_mapping({"wandb": True}, config)
-            tracker = _tracker(config, run_dir) if config.wandb else None
-            try:
-                train_run(config, run_dir, RunCallbacks(on_epoch=on_epoch), tracker=tracker)
-            finally:
-                if tracker is not None:
-                    tracker.finish()
-            value = _final_metric(run_dir, spec.metric)
-            study.tell(trial, value)
-            report(TrialEvent(trial.number, "complete", value, str(run_dir), params=searched))
-        except optuna.TrialPruned as err:
-            trial.set_user_attr("reason", str(err))
-            study.tell(trial, state=TrialState.PRUNED)
-            report(TrialEvent(trial.number, "pruned", None, str(run_dir), str(err), searched))
+            train_run(config, run_dir, [pruner])
+            if pruner.reason is not None:
+                trial.set_user_attr("reason", pruner.reason)
+                study.tell(trial, state=TrialState.PRUNED)
+                report(TrialEvent(trial.number, "pruned", None, str(run_dir), pruner.reason, searched))
+            else:
+                value = _final_metric(run_dir, spec.metric)
+                study.tell(trial, value)
+                report(TrialEvent(trial.number, "complete", value, str(run_dir), params=searched))
         except (KeyboardInterrupt, TrainingInterrupted):
             trial.set_user_attr(NOT_COUNTED, "interrupted")
             study.tell(trial, state=TrialState.FAIL)
@@ -239,10 +231,21 @@ def trial_cap(spec: SweepSpec, options: SweepOptions) -> int:
     return min(options.trials, len(spec.grid())) if spec.method == "grid" else options.trials
 
 
-def _tracker(config: TrainConfig, run_dir: Path) -> Any:
-    from fmnist.training.tracking import WandbTracker
+class Pruner(Callback):
+    """A trial's pruner as a run callback: reports the sweep metric after each epoch and, when Optuna's pruner
+    says so, ends the run after that epoch (its checkpoint and report are kept) with the reason in ``reason``."""
 
-    return WandbTracker(config, run_dir)
+    def __init__(self, trial: Any, metric: str):
+        self.trial = trial
+        self.metric = metric
+        self.reason: str | None = None
+
+    def on_epoch_end(self, trainer: Any, metrics: Any) -> None:
+        value = getattr(metrics, self.metric)
+        self.trial.report(value, metrics.epoch)
+        if self.trial.should_prune():
+            self.reason = f"pruned after epoch {metrics.epoch} ({self.metric} {value:.4f})"
+            trainer.stop_training, trainer.stop_reason = True, self.reason
 
 
 def _final_metric(run_dir: Path, metric: str) -> float:
@@ -258,9 +261,30 @@ def _worker_main(spec: SweepSpec, options: SweepOptions) -> None:
         work(spec, options)
 
 
+def write_sweep_info(spec: SweepSpec, options: SweepOptions) -> None:
+    """``OUT/sweep.json``: where the study is and what it searches, so ``fmnist report OUT`` can reopen it
+    (``storage`` null means the default ``sweep.db`` beside it, so a moved sweep directory still opens)."""
+    import json
+
+    from fmnist.training.atomic import atomic_write
+
+    info = {
+        "format": "fmnist-sweep",
+        "version": 1,
+        "study_name": options.study_name or spec.name,
+        "storage": options.storage,
+        "metric": {"name": spec.metric, "goal": spec.goal},
+        "method": spec.method,
+        "sweep_file": options.sweep_file,
+        "spec": spec.describe(),
+    }
+    atomic_write(options.out / "sweep.json", json.dumps(info, indent=2, default=str) + "\n")
+
+
 def run_sweep(spec: SweepSpec, options: SweepOptions, on_event: Callable[[TrialEvent], None] | None = None) -> Any:
     """Run ``options.workers`` workers (this process and separate processes) on one study; returns the study."""
     options.out.mkdir(parents=True, exist_ok=True)
+    write_sweep_info(spec, options)
     study = open_study(spec, options)  # create it (and enqueue a grid) once, before the workers race
     context = multiprocessing.get_context("spawn")
     others = [context.Process(target=_worker_main, args=(spec, options)) for _ in range(options.workers - 1)]

@@ -112,8 +112,8 @@ class TrainConfig:
             raise ConfigError(f"--hidden-sizes must all be > 0, got {','.join(map(str, self.hidden_sizes))}")
         if not self.learning_rate > 0:
             raise ConfigError(f"--learning_rate must be > 0, got {self.learning_rate}")
-        if not 0 < self.val_fraction < 1:
-            raise ConfigError(f"--val-fraction must be in (0, 1), got {self.val_fraction}")
+        if not 0 <= self.val_fraction < 1:
+            raise ConfigError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
         for name in ("momentum", "beta", "beta1", "beta2"):
             if not 0 <= getattr(self, name) < 1:
                 raise ConfigError(f"--{name} must be in [0, 1), got {getattr(self, name)}")
@@ -139,6 +139,8 @@ class TrainConfig:
             raise ConfigError(f"--augment-shift must be in 0..8 pixels, got {self.augment_shift}")
         if self.patience is not None and self.patience <= 0:
             raise ConfigError(f"--patience must be > 0, got {self.patience}")
+        if self.patience is not None and self.val_fraction == 0:
+            raise ConfigError("--patience watches the validation loss: it needs --val-fraction > 0")
 
     @property
     def hidden(self) -> tuple[int, ...]:

@@ -1,4 +1,5 @@
-"""The fit loop: pure library code that never prints; progress goes to callbacks.
+"""The fit loop: pure library code that never prints; what happens during a run is seen through callbacks
+(``fmnist.training.callbacks``).
 
 Per step the loop keeps everything on the device: each batch's loss and number of correct predictions are
 written into one small device buffer, which is read back once every ``report_every`` steps (one host sync) to feed
@@ -23,19 +24,23 @@ import numpy as np
 from fmnist.backend import NoiseStream
 from fmnist.data import DeviceData
 from fmnist.network import MLP, Optimizer
+from fmnist.training.callbacks import Callback, CallbackList
+from fmnist.training.inference import evaluate
 
 
 @dataclass
 class EpochMetrics:
-    """One line of ``metrics.jsonl``."""
+    """One line of ``metrics.jsonl`` (``val_*`` are ``None`` without a validation split; ``lr`` is the learning
+    rate of the epoch's last step)."""
 
     epoch: int
     train_loss: float
     train_accuracy: float
-    val_loss: float
-    val_accuracy: float
+    val_loss: float | None
+    val_accuracy: float | None
     seconds: float
     samples_per_second: float
+    lr: float | None = None
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -82,14 +87,15 @@ class _EpochRun:
 
 @dataclass
 class Trainer:
-    """Runs epochs of minibatch training with validation, early stopping and exact save/restore.
+    """Runs epochs of minibatch training with validation and exact save/restore; callbacks observe it.
 
     Args:
         model, optimizer, loss_fn: the network, its optimizer and a loss ``(logits, y) -> (loss, dlogits)``.
-        train, val: device data sets (``val`` may be ``None``).
+        train, val: device data sets (``val`` may be ``None``: no validation split).
         batch_size: samples per step.
         rng: the backend ``HostRNG`` used to shuffle each epoch.
-        patience: stop when the validation loss has not improved for this many epochs (``None``: never).
+        keep_best: keep a copy of the weights of the epoch with the lowest validation loss, to restore at the end
+            (early stopping sets it).
         lr_factor: multiplier of the optimizer's base learning rate for step t = 1, 2, ... (``None``: constant).
         noise: the ``NoiseStream`` of dropout masks and augmentation (counter-based: its state is two integers).
         augment: ``augment(x, noise) -> x`` applied to each training batch on the device.
@@ -103,7 +109,7 @@ class Trainer:
     val: DeviceData | None
     batch_size: int
     rng: Any
-    patience: int | None = None
+    keep_best: bool = False
     lr_factor: Callable[[int], float] | None = None
     noise: NoiseStream | None = None
     augment: Callable[[Any, Any], Any] | None = None
@@ -112,7 +118,9 @@ class Trainer:
     best_epoch: int = 0
     best_val_loss: float = math.inf
     best_params: Any = None
-    stopped_early: bool = False
+    stop_training: bool = False  # set by a callback (early stopping, a sweep's pruner) to end after this epoch
+    stop_reason: str | None = None
+    run: Any = None  # what the run driving this trainer describes (RunInfo), for callbacks
     _run: _EpochRun = field(default_factory=_EpochRun)
 
     def __post_init__(self) -> None:
@@ -131,31 +139,30 @@ class Trainer:
         """Completed epochs."""
         return len(self.history)
 
-    def fit(
-        self,
-        epochs: int,
-        on_progress: Callable[[Progress], None] | None = None,
-        on_epoch: Callable[[EpochMetrics], None] | None = None,
-        should_stop: Callable[[], bool] | None = None,
-    ) -> list[EpochMetrics]:
-        """Train until ``epochs`` epochs are complete (or early stopping); returns the history.
+    def fit(self, epochs: int, callbacks: list[Callback] | CallbackList | None = None) -> list[EpochMetrics]:
+        """Train until ``epochs`` epochs are complete (or a callback sets ``stop_training``); returns the history.
+
+        Calls the callbacks' per-step, progress and epoch hooks (a run calls ``on_train_begin``/``on_train_end``
+        around it, see ``fmnist.training.run``).
 
         Raises:
             DivergenceError: a NaN/inf loss (the model is then left as it is; earlier checkpoints stay good).
-            TrainingInterrupted: ``should_stop()`` returned True; ``state()`` then captures the exact position.
+            TrainingInterrupted: a callback's ``should_stop()`` returned True; ``state()`` then captures the exact
+                position.
         """
+        if not isinstance(callbacks, CallbackList):
+            callbacks = CallbackList(callbacks)
         flops = self.batch_size * self.model.gemm_flops_per_sample
-        while self.epoch < epochs and not self.stopped_early:
+        while self.epoch < epochs and not self.stop_training:
             with self.model.backend.threads_for(flops):
-                metrics = self._run_epoch(epochs, on_progress, should_stop)
+                metrics = self._run_epoch(epochs, callbacks)
             self.history.append(metrics)
             self._run = _EpochRun()
             self._track_best(metrics)
-            if on_epoch is not None:
-                on_epoch(metrics)
+            callbacks.on_epoch_end(self, metrics)
         return self.history
 
-    def _run_epoch(self, epochs: int, on_progress: Any, should_stop: Any) -> EpochMetrics:
+    def _run_epoch(self, epochs: int, callbacks: CallbackList) -> EpochMetrics:
         be, xp, run = self.model.backend, self.model.backend.xp, self._run
         epoch = self.epoch + 1
         if run.order is None:
@@ -165,7 +172,7 @@ class Trainer:
         started = time.perf_counter()
         self._sizes = []
         while run.position < steps:
-            if should_stop is not None and should_stop():
+            if callbacks.should_stop():
                 self._flush(epoch, be)
                 run.seconds += time.perf_counter() - started
                 raise TrainingInterrupted
@@ -181,13 +188,13 @@ class Trainer:
             self._stats[0, slot], self._stats[1, slot] = self.step(x, y)
             self._sizes.append(int(rows.shape[0]))
             run.position += 1
+            callbacks.on_step_end(self, self.optimizer.t)
             if len(self._sizes) == self.report_every or run.position == steps:
                 self._flush(epoch, be)
-                if on_progress is not None:
-                    elapsed = run.seconds + time.perf_counter() - started
-                    on_progress(Progress(epoch, epochs, run.seen, n, run.loss_sum / run.seen, elapsed))
+                elapsed = run.seconds + time.perf_counter() - started
+                callbacks.on_progress(self, Progress(epoch, epochs, run.seen, n, run.loss_sum / run.seen, elapsed))
         run.seconds += time.perf_counter() - started  # the last flush waited for the device
-        val_loss, val_accuracy = evaluate(self.model, self.val, self.loss_fn) if self.val else (math.nan, math.nan)
+        val_loss, val_accuracy = evaluate(self.model, self.val, self.loss_fn) if self.val is not None else (None, None)
         return EpochMetrics(
             epoch=epoch,
             train_loss=run.loss_sum / run.seen,
@@ -196,6 +203,7 @@ class Trainer:
             val_accuracy=val_accuracy,
             seconds=run.seconds,
             samples_per_second=run.seen / run.seconds if run.seconds > 0 else math.nan,
+            lr=self.optimizer.lr,
         )
 
     def step(self, x: Any, y: Any) -> tuple[Any, Any]:
@@ -227,18 +235,15 @@ class Trainer:
         self._sizes = []
 
     def _track_best(self, metrics: EpochMetrics) -> None:
-        if self.val is None:
+        if metrics.val_loss is None:  # no validation split: the last epoch is the model
             self.best_epoch = metrics.epoch
-            return
-        if metrics.val_loss < self.best_val_loss:
+        elif metrics.val_loss < self.best_val_loss:
             self.best_val_loss, self.best_epoch = metrics.val_loss, metrics.epoch
-            if self.patience is not None:  # early stopping will restore these weights
+            if self.keep_best:
                 self.best_params = self.model.backend.copy(self.model.flat.data)
-        elif self.patience is not None and metrics.epoch - self.best_epoch >= self.patience:
-            self.stopped_early = True
 
     def restore_best(self) -> None:
-        """Load the weights of the epoch with the lowest validation loss (kept when ``patience`` is set)."""
+        """Load the weights of the epoch with the lowest validation loss (kept with ``keep_best``)."""
         if self.best_params is not None:
             self.model.flat.data[...] = self.best_params
 
@@ -263,7 +268,8 @@ class Trainer:
             "history": [m.to_dict() for m in self.history],
             "best_epoch": self.best_epoch,
             "best_val_loss": self.best_val_loss if math.isfinite(self.best_val_loss) else None,
-            "stopped_early": self.stopped_early,
+            "stopped_early": self.stop_training,
+            "stop_reason": self.stop_reason,
             "in_epoch": {k: v for k, v in asdict(run).items() if k != "order"},
         }
         return meta, arrays
@@ -284,27 +290,7 @@ class Trainer:
         self.best_epoch = int(meta["best_epoch"])
         self.best_val_loss = math.inf if meta["best_val_loss"] is None else float(meta["best_val_loss"])
         self.best_params = be.asarray(arrays["best_params"], dtype=be.dtype) if "best_params" in arrays else None
-        self.stopped_early = bool(meta["stopped_early"])
+        self.stop_training = bool(meta["stopped_early"])
+        self.stop_reason = meta.get("stop_reason")
         order = be.asarray(arrays["epoch_order"]) if "epoch_order" in arrays else None
         self._run = _EpochRun(order=order, **meta["in_epoch"])
-
-
-def evaluate(model: MLP, data: DeviceData, loss_fn: Any, batch_size: int = 2048) -> tuple[float, float]:
-    """Mean loss and accuracy of ``model`` on ``data``, accumulated on the device and read once (one host sync)."""
-    be = model.backend
-    ops = be.ops
-    totals = be.zeros(2)  # loss sum, number correct
-    for x, y in data.batches(batch_size):
-        logits = model.forward(x)
-        loss, _ = loss_fn(logits, y)
-        totals[0] += loss * y.shape[0]
-        totals[1] += ops.count_correct(logits, y)
-    loss_sum, correct = be.to_numpy(totals).tolist()
-    return loss_sum / data.n, correct / data.n
-
-
-def predict(model: MLP, data: DeviceData, batch_size: int = 2048) -> np.ndarray:
-    """Predicted classes of every sample of ``data``, in order, as a host array."""
-    xp = model.backend.xp
-    preds = [xp.argmax(model.forward(x), axis=1) for x, _ in data.batches(batch_size)]
-    return model.backend.to_numpy(model.backend.concat(preds))

@@ -347,7 +347,8 @@ def _epoch_rows(history: list[dict]) -> list[dict[str, str]]:
 def _predictions(run_dir: Path, config: dict, dataset: Any, datasets: dict[Any, Any]) -> dict[str, Any]:
     """Test-set labels, predicted classes and probabilities from ``model.npz``, or why there are none."""
     from fmnist.training.checkpoint import CheckpointError
-    from fmnist.training.run import host_predictions, load_model
+    from fmnist.training.inference import host_predictions
+    from fmnist.training.modelio import load_model
 
     if not (run_dir / "model.npz").is_file():
         return {"missing": "no model.npz: the run did not finish, so there are no test predictions"}

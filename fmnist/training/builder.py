@@ -1,0 +1,58 @@
+"""Assembly: the model, optimizer, loss, schedule, augmentation and trainer a configuration describes."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from fmnist.backend import NoiseStream
+from fmnist.data.augment import augment_batch
+from fmnist.network import MLP, get_loss, get_optimizer
+from fmnist.training.config import TrainConfig
+from fmnist.training.fit import Trainer
+from fmnist.training.schedules import lr_factor
+from fmnist.training.splits import Splits
+
+
+def build_model(config: TrainConfig, backend: Any, num_features: int, num_classes: int) -> Any:
+    """The network of ``config`` on ``backend`` (weights drawn from ``config.seed``)."""
+    return MLP(
+        config.sizes(num_features, num_classes),
+        activation=config.activation,
+        weight_init=config.weight_init,
+        backend=backend,
+        seed=config.seed,
+        dropout=config.dropout,
+    )
+
+
+def build_trainer(config: TrainConfig, backend: Any, splits: Splits) -> Trainer:
+    """A ready ``Trainer`` for ``config`` on ``splits``."""
+    model = build_model(config, backend, splits.train.num_features, len(splits.dataset.class_names))
+    optimizer = get_optimizer(config.optimizer, model.parameters(), **config.optimizer_kwargs())
+    steps_per_epoch = math.ceil(splits.train.n / config.batch_size)
+    schedule = lr_factor(
+        config.lr_schedule,
+        config.epochs * steps_per_epoch,
+        round(config.warmup_epochs * steps_per_epoch),
+        step_every=config.lr_step_epochs * steps_per_epoch,
+        gamma=config.lr_gamma,
+    )
+    augment = None
+    if config.augment_shift or config.augment_flip:
+
+        def augment(x: Any, noise: Any) -> Any:
+            return augment_batch(backend, x, noise, max_shift=config.augment_shift, flip=config.augment_flip)
+
+    return Trainer(
+        model=model,
+        optimizer=optimizer,
+        loss_fn=get_loss(config.loss, label_smoothing=config.label_smoothing),
+        train=splits.train,
+        val=splits.val,
+        batch_size=config.batch_size,
+        rng=backend.rng((config.seed, 1)),  # its own stream: shuffles do not depend on the weight draws
+        lr_factor=None if config.lr_schedule == "constant" and not config.warmup_epochs else schedule,
+        noise=NoiseStream(config.seed),  # dropout masks and augmentation: counter-based, the same on every device
+        augment=augment,
+    )
