@@ -157,3 +157,21 @@ def test_get_optimizer_validates_names_and_values():
         "max_grad_norm": None,
     }
     assert get_optimizer("rmsprop", params, epsilon=1e-4).eps == 1e-4
+
+
+@pytest.mark.parametrize("name", ["momentum", "rmsprop", "adam"])
+def test_compiled_state_never_sticks_in_the_subnormal_range(name):
+    """A unit whose gradient stays 0 (a dead ReLU) lets its momentum decay towards 0: stored subnormal, it would
+    stick at the smallest one and send every later step down the CPU's slow path. NumpyOps flushes it to 0."""
+    be = get_backend("cpu")
+    model = MLP([4, 3], backend=be, seed=0)
+    opt = get_optimizer(name, model.parameters(), lr=1e-3)
+    model.flat.grad[...] = 1.0
+    opt.step()
+    model.flat.grad[...] = 0.0
+    for _ in range(2000):
+        opt.step()
+    tiny = np.finfo(np.float32).tiny
+    for state in opt.state:
+        for arr in state.values():
+            assert not np.any((arr != 0) & (np.abs(arr) < tiny)), "a subnormal value is stored"

@@ -4,6 +4,13 @@ Numba is not installed; ``NumpyOps`` then runs the readable ``Ops`` versions.
 Each loop is the formula of its ``Ops`` method written element by element, in float32, in one pass. They use one
 thread on purpose: beside OpenBLAS's threads a second spinning pool makes both slower (see PERFORMANCE notes).
 ``error_model="numpy"`` drops Python's zero-division checks, which would keep LLVM from vectorising the loops.
+
+The optimizer loops store their state (momentum, moving averages) flushed to zero below the smallest normal float32,
+as GPUs do with flush-to-zero. Without it, a parameter whose gradient stays 0 (a dead ReLU unit) keeps a momentum
+that decays into the subnormal range and sticks at the smallest subnormal (0.9 · 1.4e-45 rounds back up): every
+later step then takes the CPU's subnormal slow path for it, which was measured to make Adam 7x slower (0.58 ms
+instead of 0.08 ms over 168k parameters) an epoch into training. The difference to the readable ``Ops`` is below
+1.2e-38 in absolute value.
 """
 
 from __future__ import annotations
@@ -28,6 +35,13 @@ _MIX1 = np.uint64(0x85EBCA6B)
 _MIX2 = np.uint64(0xC2B2AE35)
 _S8, _S13, _S16 = np.uint64(8), np.uint64(13), np.uint64(16)
 _TWO_TO_MINUS_24 = np.float32(2.0**-24)
+_TINY = np.float32(np.finfo(np.float32).tiny)  # the smallest normal float32
+_ZERO = np.float32(0.0)
+
+
+@_jit
+def _normal(x):  # x, or 0 when x is subnormal: see the optimizer loops
+    return x if abs(x) >= _TINY else _ZERO
 
 
 @_jit
@@ -95,7 +109,7 @@ def momentum(data, grad, buf, lr, mu, nesterov, l2, shrink):  # pragma: no cover
     for i in range(data.size):
         d = data[i]
         g = grad[i] + l2 * d
-        b = mu * buf[i] + g
+        b = _normal(mu * buf[i] + g)
         buf[i] = b
         data[i] = d * shrink - lr * (g + mu * b if nesterov else b)
 
@@ -107,7 +121,7 @@ def rmsprop(data, grad, square_avg, lr, beta, eps, l2, shrink):  # pragma: no co
     for i in range(data.size):
         d = data[i]
         g = grad[i] + l2 * d
-        v = rho * square_avg[i] + one_minus_rho * g * g
+        v = _normal(rho * square_avg[i] + one_minus_rho * g * g)
         square_avg[i] = v
         data[i] = d * shrink - lr * g / (np.sqrt(v) + eps)
 
@@ -120,8 +134,8 @@ def adam(data, grad, m, v, lr, beta1, beta2, eps, c_m, c_g, c_v, l2, shrink):  #
     for i in range(data.size):
         d = data[i]
         g = grad[i] + l2 * d
-        mi = b1 * m[i] + a1 * g
-        vi = b2 * v[i] + a2 * g * g
+        mi = _normal(b1 * m[i] + a1 * g)
+        vi = _normal(b2 * v[i] + a2 * g * g)
         m[i] = mi
         v[i] = vi
         data[i] = d * shrink - lr * (c_m * mi + c_g * g) / (np.sqrt(vi) * c_v + eps)

@@ -227,7 +227,7 @@ class CupyOps(NumpyOps):
     # --- activations and dropout --------------------------------------------------------------------------------
 
     def sigmoid(self, z: Any, key: Key = None) -> Any:
-        out = self.workspace("act", key, tuple(z.shape))
+        out = self.workspace("out", key, tuple(z.shape))
         self._launch("fmnist_sigmoid", z.size, z, out, np.int64(z.size))
         return out
 

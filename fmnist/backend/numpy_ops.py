@@ -3,7 +3,8 @@
 Where the speed comes from (see ../README.md "Performance"):
 
 - preallocated workspaces per call site (``key``) and shape, so no fresh memory is touched in the step (first
-  touch of new pages is slow);
+  touch of new pages is slow). A forward chain with one key (affine, then activation) shares one buffer, and so
+  does a backward chain (input gradient, dropout, activation derivative): the elementwise steps run in place;
 - ``out=`` ufuncs instead of temporaries;
 - a fused softmax + cross-entropy gradient;
 - single-threaded Numba loops for what NumPy would do in many passes: each optimizer rule in one pass over the
@@ -83,7 +84,7 @@ class NumpyOps(Ops):
     # --- affine layer and activations: out= ufuncs, valid on CuPy too (CupyOps inherits these) ---------------
 
     def linear(self, x: Any, weight: Any, bias: Any, key: Key = None) -> Any:
-        out = self.workspace("linear", key, (int(x.shape[0]), int(weight.shape[1])))
+        out = self.workspace("out", key, (int(x.shape[0]), int(weight.shape[1])))
         self.xp.matmul(x, weight, out=out)
         out += bias
         return out
@@ -96,10 +97,10 @@ class NumpyOps(Ops):
         xp.sum(dz, axis=0, out=bias_grad)
         if not need_dx:
             return None
-        return xp.matmul(dz, weight.T, out=self.workspace("linear_dx", key, tuple(x.shape)))
+        return xp.matmul(dz, weight.T, out=self.workspace("grad", key, tuple(x.shape)))
 
     def sigmoid(self, z: Any, key: Key = None) -> Any:
-        out = self.workspace("act", key, tuple(z.shape))
+        out = self.workspace("out", key, tuple(z.shape))
         with np.errstate(over="ignore", under="ignore"):  # exp(-z) = inf for z < -88: 1/inf = 0, the limit
             np.negative(z, out=out)
             np.exp(out, out=out)
@@ -108,32 +109,31 @@ class NumpyOps(Ops):
         return out
 
     def sigmoid_backward(self, a: Any, da: Any, key: Key = None) -> Any:
-        out = self.workspace("act_dz", key, tuple(a.shape))
-        self.xp.subtract(1.0, a, out=out)
-        out *= a
-        out *= da
-        return out
+        xp = self.xp
+        tmp = self.workspace("act_tmp", key, tuple(a.shape))
+        xp.subtract(1.0, a, out=tmp)
+        tmp *= a
+        return xp.multiply(da, tmp, out=self.workspace("grad", key, tuple(a.shape)))
 
     def tanh(self, z: Any, key: Key = None) -> Any:
-        return self.xp.tanh(z, out=self.workspace("act", key, tuple(z.shape)))
+        return self.xp.tanh(z, out=self.workspace("out", key, tuple(z.shape)))
 
     def tanh_backward(self, a: Any, da: Any, key: Key = None) -> Any:
         xp = self.xp
-        out = self.workspace("act_dz", key, tuple(a.shape))
-        xp.multiply(a, a, out=out)
-        xp.subtract(1.0, out, out=out)
-        out *= da
-        return out
+        tmp = self.workspace("act_tmp", key, tuple(a.shape))
+        xp.multiply(a, a, out=tmp)
+        xp.subtract(1.0, tmp, out=tmp)
+        return xp.multiply(da, tmp, out=self.workspace("grad", key, tuple(a.shape)))
 
     def relu(self, z: Any, key: Key = None) -> Any:
-        return self.xp.maximum(z, 0.0, out=self.workspace("act", key, tuple(z.shape)))
+        return self.xp.maximum(z, 0.0, out=self.workspace("out", key, tuple(z.shape)))
 
     def relu_backward(self, a: Any, da: Any, key: Key = None) -> Any:
         # multiply by the mask rather than assign through it: boolean-mask assignment is several times slower
         xp = self.xp
         mask = self.workspace("relu_mask", key, tuple(a.shape), np.bool_)
         xp.greater(a, 0.0, out=mask)
-        return xp.multiply(da, mask, out=self.workspace("act_dz", key, tuple(a.shape)))
+        return xp.multiply(da, mask, out=self.workspace("grad", key, tuple(a.shape)))
 
     # --- dropout ------------------------------------------------------------------------------------------------
 
@@ -147,7 +147,7 @@ class NumpyOps(Ops):
         return out, mask
 
     def dropout_backward(self, da: Any, mask: Any, key: Key = None) -> Any:
-        return self.xp.multiply(da, mask, out=self.workspace("dropout_dx", key, tuple(da.shape)))
+        return self.xp.multiply(da, mask, out=self.workspace("grad", key, tuple(da.shape)))
 
     # --- losses -------------------------------------------------------------------------------------------------
 

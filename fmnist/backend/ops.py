@@ -12,9 +12,10 @@ Conventions shared by every implementation:
 
 - Methods never modify their inputs, except the optimizer updates (which update parameters and state in place),
   ``clip_grad_norm`` (which scales gradients in place) and the ``*_grad`` arguments they are asked to fill.
-- ``key`` names the call site (any hashable, e.g. ``(id(layer), "z")``). An override may return a reused buffer
-  for it, valid until the next call with the same key and shape; ``None`` asks for a fresh array. The base class
-  always returns fresh arrays.
+- ``key`` names the call site (any hashable, e.g. ``(id(layer), 0)``). An override may return a reused buffer
+  for it, valid until the next call with the same key: the next call with that key may write its result into the
+  same buffer, even when that buffer is its input (so a chain of calls with one key runs in place). ``None`` asks
+  for a fresh array. The base class always returns fresh arrays.
 - Random numbers come from ``uniform(shape, seed, counter)``, a counter-based generator: the same
   ``(seed, counter)`` gives the same bits on every device, so noise never needs a saved device generator state.
 """

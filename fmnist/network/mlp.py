@@ -116,12 +116,13 @@ class MLP:
         dz = dlogits
         for i in range(self.num_layers - 1, -1, -1):
             weight, bias = self.weights[i], self.biases[i]
-            dx = ops.linear_backward(self._cache[i][0], weight.data, dz, weight.grad, bias.grad, i > 0, key=(me, i))
+            key = (me, i)  # one key for the chain from dL/dz_i to dL/dz_(i-1): the ops may run it in place
+            dx = ops.linear_backward(self._cache[i][0], weight.data, dz, weight.grad, bias.grad, i > 0, key=key)
             if i > 0:
                 _, a, mask = self._cache[i - 1]
                 if mask is not None:
-                    dx = ops.dropout_backward(dx, mask, key=(me, i - 1))
-                dz = self.activation.backward(ops, a, dx, key=(me, i - 1))
+                    dx = ops.dropout_backward(dx, mask, key=key)
+                dz = self.activation.backward(ops, a, dx, key=key)
 
     def predict(self, x: Any, batch_size: int = 4096) -> Any:
         """Class indices (n,) for inputs x, evaluated in chunks."""
