@@ -50,6 +50,10 @@ VALUES: dict[str, dict[str, tuple[str, tuple[str, ...]]]] = {
         "gpu": ("gpu", ("cuda", "cupy")),
         "auto": ("auto", ()),
     },
+    "model": {
+        "mlp": ("mlp", ("dense", "fully_connected", "fc", "feedforward")),
+        "cnn": ("cnn", ("conv", "convnet", "convolutional", "conv_net")),
+    },
     "lr_schedule": {
         "constant": ("constant", ("const", "fixed", "none")),
         "cosine": ("cosine", ("cos", "cosine_annealing", "cosine_decay")),
@@ -109,6 +113,11 @@ PARAMETERS: dict[str, tuple[str, ...]] = {
     ),
     "hidden_sizes": ("hs", "layer_sizes", "hidden_layer_sizes", "hidden_dims", "widths"),
     "activation": ("a", "activation_function", "activation_fn", "act", "nonlinearity"),
+    "model": ("architecture", "arch", "model_type", "network"),
+    "conv_channels": ("channels", "filters", "num_filters", "conv_filters", "cc"),
+    "convs_per_block": ("convs", "conv_per_block", "cpb"),
+    "kernel_size": ("kernel", "filter_size", "ks"),
+    "batch_norm": ("bn", "batchnorm", "use_batch_norm", "batch_normalization", "batch_normalisation"),
     "device": (),
     "seed": ("random_seed", "random_state"),
     "val_fraction": ("validation_split", "val_split", "validation_fraction"),
@@ -185,6 +194,11 @@ SHORT: dict[str, str] = {
     "standardize": "std",
     "patience": "pat",
     "dataset": "data",
+    "model": "model",
+    "conv_channels": "cc",
+    "convs_per_block": "cpb",
+    "kernel_size": "ks",
+    "batch_norm": "bn",
 }
 
 

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from fmnist.backend import get_backend
+from fmnist.backend.buffered_ops import BufferedOps
 from fmnist.backend.cupy_ops import CupyOps
 from fmnist.backend.numpy_ops import NumpyOps
 from fmnist.backend.ops import Ops
@@ -251,7 +252,7 @@ def test_every_override_has_a_parity_case(cls):
 
 
 def test_override_signatures_match_the_base():
-    for cls in (NumpyOps, CupyOps):
+    for cls in (BufferedOps, NumpyOps, CupyOps):
         for name, value in vars(cls).items():
             if callable(value) and not name.startswith("_") and hasattr(Ops, name) and value is not getattr(Ops, name):
                 assert inspect.signature(value) == inspect.signature(getattr(Ops, name)), f"{cls.__name__}.{name}"

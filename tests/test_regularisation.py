@@ -6,7 +6,7 @@ import pytest
 
 from fmnist.backend import NoiseStream, get_backend
 from fmnist.data.augment import augment_batch
-from fmnist.network import MLP, get_loss, get_optimizer
+from fmnist.network import MLP, Dropout, get_loss, get_optimizer
 from fmnist.training.schedules import lr_factor
 
 from helpers import blobs
@@ -27,7 +27,8 @@ def test_dropout_backward_matches_finite_differences(cpu64, activation):
 
     _, dlogits = loss_fn(model.forward(x, NoiseStream(5)), y)
     model.backward(dlogits)
-    assert model._cache[0][2] is not None, "training forward drew dropout masks"
+    dropouts = [layer for layer in model.layers if isinstance(layer, Dropout)]
+    assert all(layer._mask is not None for layer in dropouts), "training forward drew dropout masks"
     for p in model.parameters():
         assert relative_error(p.grad.copy(), numerical_gradient(loss_value, p.data)) < 1e-7, p.name
 
@@ -39,7 +40,7 @@ def test_dropout_is_inverted_and_off_at_evaluation():
     x = be.asarray(blobs(n=64, dim=20)[0])
     np.testing.assert_array_equal(model.forward(x), plain.forward(x))  # no noise: evaluation, no dropout
     model.forward(x, NoiseStream(0))
-    mask = model._cache[0][2]
+    mask = next(layer for layer in model.layers if isinstance(layer, Dropout))._mask
     assert set(np.unique(mask)) == {0.0, 2.0}
     assert abs(mask.mean() - 1.0) < 0.02  # kept units are scaled by 1/(1-p): the expectation is unchanged
     with pytest.raises(ValueError, match="dropout must be in"):

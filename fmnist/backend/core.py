@@ -109,6 +109,10 @@ class Backend:
         """Arrays joined along ``axis``, in a spelling every namespace has."""
         return self.xp.concat(arrays, axis=axis) if self._standard_names else self.xp.concatenate(arrays, axis=axis)
 
+    def permute(self, x: Any, axes: tuple[int, ...]) -> Any:
+        """``x`` with its axes reordered (a view where the namespace allows), in a spelling every namespace has."""
+        return self.xp.permute_dims(x, axes) if self._standard_names else x.transpose(axes)
+
     def copy(self, x: Any) -> Any:
         """A copy of the device array ``x`` on the same device."""
         return self.xp.asarray(x, copy=True) if self._standard_names else x.copy()

@@ -4,7 +4,7 @@ On a GPU the small steps of an MLP are bound by kernel launches (~5-10 µs of ho
 So the elementwise stretches that NumPy runs as several ufuncs are single kernels here: the batch gather + scale,
 the counter-based noise, dropout, augmentation, the sigmoid, softmax + cross-entropy + its gradient, and each
 optimizer rule over the flat parameter buffer (one launch per step for the whole model). Matrix products go to
-cuBLAS through ``cupy.matmul``; the ``out=`` ufunc versions inherited from ``NumpyOps`` cover the rest.
+cuBLAS through ``cupy.matmul``; the ``out=`` ufunc versions inherited from ``BufferedOps`` cover the rest.
 
 ``SOURCE`` is one full CUDA C translation unit: CI compiles it with ``nvcc`` for the T4 (sm_75) and Hopper (sm_90)
 and, through the simulated GPU, with g++ for the host, so every kernel's maths is checked against ``Ops`` on a
@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from fmnist.backend.numpy_ops import NumpyOps, _decay_terms, adam_coefficients
+from fmnist.backend.buffered_ops import BufferedOps
+from fmnist.backend.numpy_ops import _decay_terms, adam_coefficients
 from fmnist.backend.ops import Key, Ops, draw_key
 
 SOURCE = r"""
@@ -172,10 +173,10 @@ _MAX_BLOCKS = 4096
 _RULES = {"sgd": 0, "momentum": 1, "nesterov": 2, "rmsprop": 3, "adam": 4}
 
 
-class CupyOps(NumpyOps):
+class CupyOps(BufferedOps):
     """``Ops`` on CuPy float32 arrays: CUDA kernels for the elementwise stretches, cuBLAS for matrix products.
 
-    Inherited from ``NumpyOps`` (``out=`` ufuncs and workspaces, which CuPy supports alike): ``linear``,
+    Inherited from ``BufferedOps`` (``out=`` ufuncs and workspaces, which CuPy supports alike): ``linear``,
     ``linear_backward``, ``tanh``, ``relu`` and the activation and dropout backwards.
     """
 
@@ -253,8 +254,6 @@ class CupyOps(NumpyOps):
         self._launch("fmnist_softmax_xent", n, *args)
         return self.xp.sum(row_loss) / np.float32(n), dlogits
 
-    count_correct = Ops.count_correct  # stays on the device (NumpyOps counts on the host)
-
     # --- optimizer rules: one launch over the flat buffer -------------------------------------------------------
 
     def _step(self, rule: str, data: Any, grad: Any, s1: Any, s2: Any, lr: float, a: float, b: float, eps: float,
@@ -317,5 +316,3 @@ class CupyOps(NumpyOps):
         coefficients = adam_coefficients(beta1, beta2, t, nesterov)
         decay = _decay_terms(lr, weight_decay, decoupled)
         self._step("adam", data, grad, m, v, lr, beta1, beta2, eps, coefficients, decay)
-
-    clip_grad_norm = Ops.clip_grad_norm  # the norm stays a device scalar (NumpyOps reads it on the host)

@@ -22,26 +22,16 @@ from typing import Any
 import numpy as np
 
 from fmnist.backend import _numba_loops as loops
-from fmnist.backend.ops import Key, Ops, draw_key
+from fmnist.backend.buffered_ops import BufferedOps
+from fmnist.backend.ops import Key, draw_key
 
 
-class NumpyOps(Ops):
+class NumpyOps(BufferedOps):
     """``Ops`` on NumPy float32 arrays with workspaces, ``out=`` ufuncs and compiled loops."""
 
     def __init__(self, backend: Any):
         super().__init__(backend)
-        self._workspaces: dict[tuple, Any] = {}
         self._aranges: dict[int, Any] = {}
-
-    def workspace(self, tag: str, key: Key, shape: tuple[int, ...], dtype: Any = np.float32) -> Any:
-        """The buffer of call site (``tag``, ``key``) for ``shape``: made once, then reused (``key=None``: fresh)."""
-        if key is None:
-            return self.xp.empty(shape, dtype=dtype)
-        full = (tag, key, shape, dtype)  # dtype is a type such as np.float32: hashable without np.dtype() per call
-        buf = self._workspaces.get(full)
-        if buf is None:
-            buf = self._workspaces[full] = self.xp.zeros(shape, dtype=dtype)
-        return buf
 
     def _rows(self, n: int) -> Any:
         """``arange(n)`` as int64, made once per n."""
@@ -145,9 +135,6 @@ class NumpyOps(Ops):
         k0, k1 = draw_key(seed, counter)
         loops.dropout(a.reshape(-1), out.reshape(-1), mask.reshape(-1), k0, k1, p, 1.0 / (1.0 - p))
         return out, mask
-
-    def dropout_backward(self, da: Any, mask: Any, key: Key = None) -> Any:
-        return self.xp.multiply(da, mask, out=self.workspace("grad", key, tuple(da.shape)))
 
     # --- losses -------------------------------------------------------------------------------------------------
 

@@ -166,6 +166,182 @@ class Ops:
         """da · mask."""
         return da * mask
 
+    # --- images: convolution, pooling, batch normalisation ---------------------------------------------------
+    # Images are (n, C, H, W) here ("NCHW", as PyTorch lays them out). A faster class may keep them in another
+    # layout between its own methods (``layout``); ``to_layout``/``from_layout`` convert at a model's edges.
+    # Convolution weights are (out_channels, in_channels, kh, kw) and biases (out_channels,) in every layout.
+
+    layout = "NCHW"
+
+    def to_layout(self, x: Any, key: Key = None) -> Any:
+        """NCHW images in this class's image layout (the base keeps NCHW)."""
+        return x
+
+    def from_layout(self, x: Any, key: Key = None) -> Any:
+        """Images in this class's layout back to NCHW."""
+        return x
+
+    def nchw_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The NCHW shape of images whose shape in this class's layout is ``shape``."""
+        return tuple(shape)
+
+    @staticmethod
+    def _window_slices(h: int, w: int, kh: int, kw: int, stride: int) -> tuple[list[tuple[slice, slice]], int, int]:
+        """For each offset (i, j) of a kh×kw window, in row-major order, the strided (rows, columns) slices that
+        pick element (i, j) of every window (p, q): pixel (p·s + i, q·s + j); and the output size (oh, ow)."""
+        oh, ow = (h - kh) // stride + 1, (w - kw) // stride + 1
+        slices = [
+            (slice(i, i + stride * (oh - 1) + 1, stride), slice(j, j + stride * (ow - 1) + 1, stride))
+            for i in range(kh)
+            for j in range(kw)
+        ]
+        return slices, oh, ow
+
+    def _windows(self, x: Any, kh: int, kw: int, stride: int) -> tuple[list[Any], int, int]:
+        """The kh·kw strided views of x (n, c, h, w), each (n, c, oh, ow), in row-major window order."""
+        slices, oh, ow = self._window_slices(int(x.shape[2]), int(x.shape[3]), kh, kw, stride)
+        return [x[:, :, rows, cols] for rows, cols in slices], oh, ow
+
+    def _pad(self, x: Any, padding: int) -> Any:
+        if not padding:
+            return x
+        n, c, h, w = (int(s) for s in x.shape)
+        padded = self.backend.zeros((n, c, h + 2 * padding, w + 2 * padding), dtype=x.dtype)
+        padded[:, :, padding : padding + h, padding : padding + w] = x
+        return padded
+
+    def im2col(self, x: Any, kh: int, kw: int, stride: int, padding: int) -> tuple[Any, int, int]:
+        """The patches of x (n, c, h, w) as columns: (n, c·kh·kw, oh·ow), row index c·kh·kw + i·kw + j, so that
+        a convolution is one matrix product with the weights viewed as (out_channels, c·kh·kw)."""
+        xp = self.xp
+        n, c = int(x.shape[0]), int(x.shape[1])
+        views, oh, ow = self._windows(self._pad(x, padding), kh, kw, stride)
+        return xp.reshape(xp.stack(views, axis=2), (n, c * kh * kw, oh * ow)), oh, ow
+
+    def col2im(self, cols: Any, x_shape: tuple[int, ...], kh: int, kw: int, stride: int, padding: int) -> Any:
+        """The adjoint of ``im2col``: each column entry added back to the input pixel it was copied from."""
+        xp = self.xp
+        n, c, h, w = x_shape
+        padded = self.backend.zeros((n, c, h + 2 * padding, w + 2 * padding), dtype=cols.dtype)
+        slices, oh, ow = self._window_slices(h + 2 * padding, w + 2 * padding, kh, kw, stride)
+        cols = xp.reshape(cols, (n, c, kh * kw, oh, ow))
+        for k, (rows, columns) in enumerate(slices):
+            padded[:, :, rows, columns] += cols[:, :, k, :, :]
+        return padded[:, :, padding : padding + h, padding : padding + w]
+
+    def conv2d(self, x: Any, weight: Any, bias: Any, stride: int = 1, padding: int = 0, key: Key = None) -> Any:
+        """y[n, o] = Σ_c,i,j W[o, c, i, j] · x_pad[n, c, p·s + i, q·s + j] + b[o]: one matrix product of the
+        weights (o, c·kh·kw) with the patches (c·kh·kw, oh·ow) of each image."""
+        xp = self.xp
+        out_c, _, kh, kw = (int(s) for s in weight.shape)
+        cols, oh, ow = self.im2col(x, kh, kw, stride, padding)
+        y = xp.matmul(xp.reshape(weight, (out_c, -1)), cols) + xp.reshape(bias, (1, out_c, 1))
+        return xp.reshape(y, (int(x.shape[0]), out_c, oh, ow))
+
+    def conv2d_backward(
+        self,
+        x: Any,
+        weight: Any,
+        dy: Any,
+        weight_grad: Any,
+        bias_grad: Any,
+        stride: int = 1,
+        padding: int = 0,
+        need_dx: bool = True,
+        key: Key = None,
+    ) -> Any:
+        """Fill ∂L/∂W = Σₙ dyₙ colsₙᵀ and ∂L/∂b = Σₙ,p,q dy (overwriting the ``*_grad``) and return ∂L/∂x, the
+        columns Wᵀ dyₙ folded back onto the input (``col2im``); ``None`` when ``need_dx`` is false."""
+        xp = self.xp
+        out_c, _, kh, kw = (int(s) for s in weight.shape)
+        cols, oh, ow = self.im2col(x, kh, kw, stride, padding)
+        dy = xp.reshape(dy, (int(dy.shape[0]), out_c, oh * ow))
+        weight_grad[...] = xp.reshape(
+            xp.sum(xp.matmul(dy, self.backend.permute(cols, (0, 2, 1))), axis=0), weight.shape
+        )
+        bias_grad[...] = xp.sum(dy, axis=(0, 2))
+        if not need_dx:
+            return None
+        dcols = xp.matmul(self.backend.permute(xp.reshape(weight, (out_c, -1)), (1, 0)), dy)
+        return self.col2im(dcols, tuple(int(s) for s in x.shape), kh, kw, stride, padding)
+
+    def max_pool2d(self, x: Any, kernel: int, stride: int, key: Key = None) -> tuple[Any, Any]:
+        """(y, argmax): the largest value of each kernel×kernel window (windows ``stride`` apart) and its index
+        i·kernel + j inside the window (the first one on ties, in row-major order)."""
+        xp = self.xp
+        views, _, _ = self._windows(x, kernel, kernel, stride)
+        stacked = xp.stack(views, axis=-1)
+        return xp.max(stacked, axis=-1), xp.argmax(stacked, axis=-1)
+
+    def max_pool2d_backward(self, dy: Any, argmax: Any, x_shape: tuple[int, ...], kernel: int, stride: int,
+                            key: Key = None) -> Any:  # fmt: skip
+        """∂L/∂x: each window's gradient goes to the input pixel that was its maximum (added up where windows
+        overlap); every other pixel gets 0."""
+        xp = self.xp
+        dx = self.backend.zeros(x_shape, dtype=dy.dtype)
+        slices, _, _ = self._window_slices(x_shape[2], x_shape[3], kernel, kernel, stride)
+        for k, (rows, columns) in enumerate(slices):
+            dx[:, :, rows, columns] += xp.where(argmax == k, dy, 0.0)
+        return dx
+
+    def _bn_axes(self, x: Any) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """(reduced axes, shape of a per-feature array for broadcasting): features are the columns of a 2-D
+        input and the channels of images in this class's layout."""
+        if x.ndim == 2:
+            return (0,), (1, int(x.shape[1]))
+        if self.layout == "NCHW":
+            return (0, 2, 3), (1, int(x.shape[1]), 1, 1)
+        return (0, 1, 2), (1, 1, 1, int(x.shape[3]))
+
+    def batch_norm(
+        self,
+        x: Any,
+        gamma: Any,
+        beta: Any,
+        running_mean: Any,
+        running_var: Any,
+        momentum: float,
+        eps: float,
+        training: bool,
+        key: Key = None,
+    ) -> tuple[Any, Any]:
+        """(y, saved) with y = γ·x̂ + β, x̂ = (x - μ) / √(σ² + ε), per feature (columns of 2-D x, channels of
+        images). Training: μ, σ² of the batch (σ² biased), and the running statistics move in place as PyTorch
+        moves them, r ← (1 - momentum)·r + momentum·batch value (the variance's unbiased, ×m/(m-1)).
+        Evaluation: the running statistics. ``saved`` = (x̂, 1/√(σ² + ε)) for the backward pass."""
+        xp = self.xp
+        axes, shape = self._bn_axes(x)
+        if training:
+            m = x.size // int(gamma.shape[0])
+            mean = xp.mean(x, axis=axes, keepdims=True)
+            var = xp.mean((x - mean) ** 2, axis=axes, keepdims=True)
+            running_mean[...] = (1.0 - momentum) * running_mean + momentum * xp.reshape(mean, running_mean.shape)
+            unbiased = xp.reshape(var, running_var.shape) * (m / max(1, m - 1))
+            running_var[...] = (1.0 - momentum) * running_var + momentum * unbiased
+        else:
+            mean, var = xp.reshape(running_mean, shape), xp.reshape(running_var, shape)
+        inv_std = 1.0 / xp.sqrt(var + eps)
+        x_hat = (x - mean) * inv_std
+        return xp.reshape(gamma, shape) * x_hat + xp.reshape(beta, shape), (x_hat, inv_std)
+
+    def batch_norm_backward(
+        self, dy: Any, saved: Any, gamma: Any, gamma_grad: Any, beta_grad: Any, training: bool, key: Key = None
+    ) -> Any:
+        """Fill ∂L/∂γ = Σ dy·x̂ and ∂L/∂β = Σ dy per feature and return ∂L/∂x: in training (batch statistics
+        depend on x) γ/(m·σ) · (m·dy - Σ dy - x̂·Σ dy·x̂) over the m values of a feature; in evaluation γ·dy/σ."""
+        xp = self.xp
+        x_hat, inv_std = saved
+        axes, shape = self._bn_axes(dy)
+        sum_dy = xp.sum(dy, axis=axes, keepdims=True)
+        sum_dy_xhat = xp.sum(dy * x_hat, axis=axes, keepdims=True)
+        beta_grad[...] = xp.reshape(sum_dy, beta_grad.shape)
+        gamma_grad[...] = xp.reshape(sum_dy_xhat, gamma_grad.shape)
+        scale = xp.reshape(gamma, shape) * inv_std
+        if not training:
+            return dy * scale
+        m = dy.size // int(gamma.shape[0])
+        return (scale / m) * (m * dy - sum_dy - x_hat * sum_dy_xhat)
+
     # --- losses on logits ---------------------------------------------------------------------------------------
 
     def one_hot(self, y: Any, num_classes: int, dtype: Any) -> Any:

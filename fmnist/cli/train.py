@@ -106,6 +106,23 @@ def train(
             "--hidden-sizes", help="Uneven hidden widths, e.g. 256,128 (overrides -nhl/-sz).", show_default=False
         ),
     ] = None,
+    model: Annotated[
+        str, choice_option("model", "--model", text="Network: an MLP, or a CNN whose dense head is -nhl/-sz:")
+    ] = _default("model"),
+    conv_channels: Annotated[
+        str,
+        typer.Option("--conv-channels", help="CNN: channels of each convolution block (each ends in a 2x2 max pool)."),
+    ] = ",".join(map(str, DEFAULTS.conv_channels)),
+    convs_per_block: Annotated[
+        int, typer.Option("--convs-per-block", help="CNN: convolutions in each block.")
+    ] = DEFAULTS.convs_per_block,
+    kernel_size: Annotated[
+        int, typer.Option("--kernel-size", help="CNN: convolution kernel size (odd; 'same' padding).")
+    ] = DEFAULTS.kernel_size,
+    batch_norm: Annotated[
+        bool,
+        typer.Option("--batch-norm/--no-batch-norm", help="CNN: batch norm after each convolution and dense layer."),
+    ] = DEFAULTS.batch_norm,
     device: Annotated[
         str, choice_option("device", "--device", text="Device (gpu runs on CuPy; auto takes the GPU where usable):")
     ] = _default("device"),

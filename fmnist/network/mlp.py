@@ -1,7 +1,6 @@
-"""The multilayer perceptron: affine layers with one hidden activation, logits out, hand-written backward.
-
-One forward and one backward, composed of the backend's ``Ops`` calls; the speed comes from the ops (workspaces,
-fused kernels), not from a second copy of this logic."""
+"""The multilayer perceptron: a ``Sequential`` of affine layers with one hidden activation (and dropout), logits
+out. Its parameters keep the names ``layers.{i}.weight``/``layers.{i}.bias`` and its weights the
+(fan_in, fan_out) layout, so model files and checkpoints of every version load."""
 
 from __future__ import annotations
 
@@ -9,13 +8,13 @@ import itertools
 from collections.abc import Sequence
 from typing import Any
 
-from fmnist.backend import Backend, get_backend
+from fmnist.backend import Backend, NoiseStream
 from fmnist.network.activations import Activation, get_activation
-from fmnist.network.init import get_initializer
-from fmnist.network.parameters import FlatParameters, Parameter
+from fmnist.network.layers import Dropout, Layer, Linear, activation_layer
+from fmnist.network.sequential import Sequential
 
 
-class MLP:
+class MLP(Sequential):
     """An MLP ``sizes[0] -> sizes[1] -> ... -> sizes[-1]`` whose last layer returns logits.
 
     Hidden layer i computes ``a_i = f(a_{i-1} W_i + b_i)`` with ``W_i`` shaped (fan_in, fan_out). All weights and
@@ -28,7 +27,9 @@ class MLP:
         backend: a ``Backend`` or device name; arrays live on its device.
         seed: seed of the host RNG the weights are drawn from (same weights on every device).
         dropout: inverted-dropout rate p of every hidden layer's output during training (0: off). A kept unit is
-            scaled by 1/(1-p), so evaluation (no ``noise`` given) needs no rescaling.
+            scaled by 1/(1-p), so evaluation needs no rescaling.
+
+    ``forward(x, noise)`` is a training pass (dropout on, drawn from ``noise``); ``forward(x)`` the evaluation pass.
     """
 
     def __init__(
@@ -45,103 +46,39 @@ class MLP:
             raise ValueError(f"sizes must hold at least two positive widths, got {sizes}")
         if not 0 <= dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-        self.dropout = float(dropout)
-        self.backend = get_backend(backend)
         self.sizes = sizes
         self.activation = get_activation(activation)
-        self.weight_init = str(weight_init)
-        init = get_initializer(weight_init)
-
-        shapes: list[tuple[str, tuple[int, ...]]] = []
+        self.dropout = float(dropout)
+        layers: list[Layer] = []
         for i, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes)):
-            shapes += [(f"layers.{i}.weight", (fan_in, fan_out)), (f"layers.{i}.bias", (fan_out,))]
-        self.flat = FlatParameters(self.backend, shapes)
+            layers.append(Linear(fan_in, fan_out))
+            if i < len(sizes) - 2:
+                layers.append(activation_layer(self.activation))
+                if self.dropout:
+                    layers.append(Dropout(self.dropout))
+        super().__init__(layers, backend=backend, seed=seed, weight_init=weight_init, input_shape=(sizes[0],))
         self.weights = self.flat.params[0::2]
         self.biases = self.flat.params[1::2]
-        rng = self.backend.rng(seed)
-        for weight, fan_in, fan_out in zip(self.weights, sizes[:-1], sizes[1:], strict=True):
-            weight.data[...] = init(rng, fan_in, fan_out)
-        self._cache: list[tuple[Any, Any, Any]] = []  # per layer: (input, activation output, dropout mask)
+
+    def param_name(self, index: int, layer: Layer, name: str) -> str:
+        affine = sum(isinstance(earlier, Linear) for earlier in self.layers[:index])
+        return f"layers.{affine}.{name}"
 
     @property
     def num_layers(self) -> int:
         """Number of affine layers (hidden layers + the output layer)."""
         return len(self.weights)
 
-    @property
-    def gemm_flops_per_sample(self) -> int:
-        """Floating-point operations of the matrix products of one training sample (forward + backward)."""
-        return 6 * sum(a * b for a, b in itertools.pairwise(self.sizes))
-
-    @property
-    def activation_floats_per_sample(self) -> int:
-        """Activations one sample keeps in a forward pass (input, pre-activations and outputs): sizes memory."""
-        return self.sizes[0] + 2 * sum(self.sizes[1:])
-
-    def parameters(self) -> list[Parameter]:
-        """Every trainable parameter, in layer order (weight, bias, weight, bias, ...)."""
-        return list(self.flat.params)
-
-    def forward(self, x: Any, noise: Any = None) -> Any:
-        """Logits (n, classes) for inputs x (n, sizes[0]); caches what ``backward`` needs.
-
-        Given ``noise`` (a ``NoiseStream``, which the trainer owns) and ``dropout > 0``, this is a training pass:
-        each hidden output is multiplied by a mask of 0 and 1/(1-p) drawn from it. Without it, the evaluation pass.
-        Hidden activations live in buffers the backend's ``Ops`` may reuse at the next ``forward``; the returned
-        logits are a fresh array.
-        """
-        ops, me = self.backend.ops, id(self)
-        cache = []
-        last = self.num_layers - 1
-        for i, (weight, bias) in enumerate(zip(self.weights, self.biases, strict=True)):
-            if i == last:
-                self._cache = [*cache, (x, None, None)]
-                return ops.linear(x, weight.data, bias.data)
-            z = ops.linear(x, weight.data, bias.data, key=(me, i))
-            a = self.activation.forward(ops, z, key=(me, i))
-            out, mask = a, None
-            if noise is not None and self.dropout:
-                out, mask = ops.dropout(a, self.dropout, *noise.next(), key=(me, i))
-            cache.append((x, a, mask))  # (layer input, activation output, dropout mask)
-            x = out
-        raise AssertionError("unreachable: an MLP has at least one layer")
+    def forward(self, x: Any, noise: NoiseStream | None = None) -> Any:
+        """Logits (n, classes) for inputs x (n, sizes[0]): a training pass with dropout drawn from ``noise`` when
+        it is given, the evaluation pass otherwise."""
+        self.train(noise is not None)
+        return super().forward(x, noise)
 
     __call__ = forward
 
-    def backward(self, dlogits: Any) -> None:
-        """Back-propagate dL/dlogits from the last ``forward`` and overwrite every parameter's ``grad``."""
-        if not self._cache:
-            raise RuntimeError("backward() needs a forward() first")
-        ops, me = self.backend.ops, id(self)
-        dz = dlogits
-        for i in range(self.num_layers - 1, -1, -1):
-            weight, bias = self.weights[i], self.biases[i]
-            key = (me, i)  # one key for the chain from dL/dz_i to dL/dz_(i-1): the ops may run it in place
-            dx = ops.linear_backward(self._cache[i][0], weight.data, dz, weight.grad, bias.grad, i > 0, key=key)
-            if i > 0:
-                _, a, mask = self._cache[i - 1]
-                if mask is not None:
-                    dx = ops.dropout_backward(dx, mask, key=key)
-                dz = self.activation.backward(ops, a, dx, key=key)
-
-    def predict(self, x: Any, batch_size: int = 4096) -> Any:
-        """Class indices (n,) for inputs x, evaluated in chunks."""
-        xp, n = self.backend.xp, int(x.shape[0])
-        out = [xp.argmax(self.forward(x[i : min(i + batch_size, n), ...]), axis=1) for i in range(0, n, batch_size)]
-        return self.backend.concat(out) if len(out) > 1 else out[0]
-
-    def state_dict(self) -> dict[str, Any]:
-        """Parameter arrays by name (device arrays; views, copy before keeping)."""
-        return {p.name: p.data for p in self.flat.params}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Copy arrays (host or device) into the parameters in place; names and shapes must match exactly."""
-        expected = {p.name: p.shape for p in self.flat.params}
-        got = {name: tuple(arr.shape) for name, arr in state.items()}
-        if got != expected:
-            raise ValueError(f"state does not match this model: expected {expected}, got {got}")
-        for p in self.flat.params:
-            p.data[...] = self.backend.asarray(state[p.name], dtype=self.backend.dtype)
+    def spec(self) -> dict[str, Any]:
+        return {"model": "mlp", "sizes": self.sizes, "activation": self.activation.name, "dropout": self.dropout}
 
     def describe(self) -> str:
         """The architecture in a few words, e.g. ``MLP 784-256-256-10 relu``."""
@@ -151,3 +88,12 @@ class MLP:
     def __repr__(self) -> str:
         drop = f", dropout={self.dropout}" if self.dropout else ""
         return f"MLP(sizes={self.sizes}, activation={self.activation}, weight_init={self.weight_init!r}{drop})"
+
+
+def model_from_spec(spec: dict[str, Any], backend: Backend | str = "cpu") -> Sequential:
+    """Rebuild a model (MLP or Sequential) from its ``spec()``, weights not included (``load_state_dict``)."""
+    if spec.get("model") == "mlp":
+        return MLP(spec["sizes"], activation=spec["activation"], dropout=spec.get("dropout", 0.0), backend=backend)
+    if spec.get("model") == "sequential":
+        return Sequential.from_spec(spec, backend=backend)
+    raise ValueError(f"unknown model description {spec.get('model')!r}")

@@ -7,7 +7,7 @@ from typing import Any
 
 from fmnist.backend import NoiseStream
 from fmnist.data.augment import augment_batch
-from fmnist.network import MLP, get_loss, get_optimizer
+from fmnist.network import MLP, conv_net, get_loss, get_optimizer
 from fmnist.training.config import TrainConfig
 from fmnist.training.fit import Trainer
 from fmnist.training.schedules import lr_factor
@@ -15,7 +15,24 @@ from fmnist.training.splits import Splits
 
 
 def build_model(config: TrainConfig, backend: Any, num_features: int, num_classes: int) -> Any:
-    """The network of ``config`` on ``backend`` (weights drawn from ``config.seed``)."""
+    """The network of ``config`` on ``backend`` (weights drawn from ``config.seed``): an MLP, or a CNN whose
+    dense head is the MLP's hidden layers."""
+    if config.model == "cnn":
+        side = math.isqrt(num_features)
+        return conv_net(
+            (1, side, side),
+            backend=backend,
+            seed=config.seed,
+            weight_init=config.weight_init,
+            conv_channels=config.conv_channels,
+            convs_per_block=config.convs_per_block,
+            kernel_size=config.kernel_size,
+            batch_norm=config.batch_norm,
+            hidden=config.hidden,
+            num_classes=num_classes,
+            activation=config.activation,
+            dropout=config.dropout,
+        )
     return MLP(
         config.sizes(num_features, num_classes),
         activation=config.activation,

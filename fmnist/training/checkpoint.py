@@ -17,7 +17,8 @@ import numpy as np
 from fmnist.training.atomic import atomic_open
 
 FORMAT = "fmnist"
-VERSION = 1
+VERSION = 2  # 2: models record their architecture and buffers (batch norm); files of version 1 keep loading
+SUPPORTED = (1, 2)
 
 
 class CheckpointError(ValueError):
@@ -54,6 +55,9 @@ def load_archive(path: str | os.PathLike, kind: str) -> tuple[dict[str, Any], di
         raise CheckpointError(f"{path}: not an fmnist {kind} file (no fmnist metadata)")
     if meta.get("kind") != kind:
         raise CheckpointError(f"{path}: is an fmnist {meta.get('kind')} file, expected a {kind}")
-    if meta.get("version") != VERSION:
-        raise CheckpointError(f"{path}: format version {meta.get('version')} is not supported (expected {VERSION})")
+    if meta.get("version") not in SUPPORTED:
+        raise CheckpointError(
+            f"{path}: format version {meta.get('version')} is not supported (this fmnist reads "
+            f"{', '.join(map(str, SUPPORTED))}); a newer fmnist wrote it"
+        )
     return meta, arrays

@@ -12,7 +12,7 @@ from fmnist.names import flag
 # The options with named values; every spelling in ``fmnist.names`` is accepted and stored canonical.
 CHOICES: dict[str, tuple[str, ...]] = {
     kind: names.values(kind)
-    for kind in ("dataset", "loss", "optimizer", "weight_init", "activation", "device", "lr_schedule")
+    for kind in ("dataset", "loss", "optimizer", "weight_init", "activation", "device", "lr_schedule", "model")
 }
 
 
@@ -47,7 +47,9 @@ class TrainConfig:
     """A training run's configuration. Defaults are the best plain configuration we know for Fashion-MNIST.
 
     Names follow the DA6401 ``train.py`` flags. ``hidden_sizes``, when given, overrides
-    ``num_layers`` x ``hidden_size`` (uneven layers).
+    ``num_layers`` x ``hidden_size`` (uneven layers). With ``model="cnn"`` these are the dense head after the
+    convolutions: ``conv_channels`` lists one block per entry (``convs_per_block`` convolutions of ``kernel_size``
+    with "same" padding, each followed by batch norm when ``batch_norm`` and the activation, then a 2x2 max pool).
     """
 
     dataset: str = "fashion-mnist"
@@ -67,6 +69,11 @@ class TrainConfig:
     hidden_size: int = 256
     hidden_sizes: tuple[int, ...] | None = None
     activation: str = "relu"
+    model: str = "mlp"
+    conv_channels: tuple[int, ...] = (32, 64)
+    convs_per_block: int = 1
+    kernel_size: int = 3
+    batch_norm: bool = True
     device: str = "cpu"
     seed: int = 0
     val_fraction: float = 0.1
@@ -108,6 +115,18 @@ class TrainConfig:
                 raise ConfigError(f"--{name} must be > 0, got {getattr(self, name)}")
         if self.num_layers < 0:
             raise ConfigError(f"--num_layers must be >= 0, got {self.num_layers}")
+        if not self.conv_channels or any(c <= 0 for c in self.conv_channels):
+            raise ConfigError(
+                f"--conv-channels must list positive channel counts such as 32,64, got {self.conv_channels}"
+            )
+        if len(self.conv_channels) > 4:
+            raise ConfigError(
+                f"--conv-channels: at most 4 blocks (each halves the 28x28 image), got {len(self.conv_channels)}"
+            )
+        if self.convs_per_block <= 0:
+            raise ConfigError(f"--convs-per-block must be > 0, got {self.convs_per_block}")
+        if self.kernel_size <= 0 or self.kernel_size % 2 == 0:
+            raise ConfigError(f"--kernel-size must be odd and > 0 (the padding keeps the size), got {self.kernel_size}")
         if self.hidden_sizes is not None and any(s <= 0 for s in self.hidden_sizes):
             raise ConfigError(f"--hidden-sizes must all be > 0, got {','.join(map(str, self.hidden_sizes))}")
         if not self.learning_rate > 0:
@@ -168,6 +187,7 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["hidden_sizes"] = list(self.hidden_sizes) if self.hidden_sizes is not None else None
+        out["conv_channels"] = list(self.conv_channels)
         return out
 
     @classmethod

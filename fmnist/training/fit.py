@@ -94,8 +94,8 @@ class Trainer:
         train, val: device data sets (``val`` may be ``None``: no validation split).
         batch_size: samples per step.
         rng: the backend ``HostRNG`` used to shuffle each epoch.
-        keep_best: keep a copy of the weights of the epoch with the lowest validation loss, to restore at the end
-            (early stopping sets it).
+        keep_best: keep a copy of the weights (and buffers) of the epoch with the lowest validation loss, to
+            restore at the end (early stopping sets it).
         lr_factor: multiplier of the optimizer's base learning rate for step t = 1, 2, ... (``None``: constant).
         noise: the ``NoiseStream`` of dropout masks and augmentation (counter-based: its state is two integers).
         augment: ``augment(x, noise) -> x`` applied to each training batch on the device.
@@ -171,6 +171,7 @@ class Trainer:
         steps = math.ceil(n / bs)
         started = time.perf_counter()
         self._sizes = []
+        self.model.train()
         while run.position < steps:
             if callbacks.should_stop():
                 self._flush(epoch, be)
@@ -240,12 +241,12 @@ class Trainer:
         elif metrics.val_loss < self.best_val_loss:
             self.best_val_loss, self.best_epoch = metrics.val_loss, metrics.epoch
             if self.keep_best:
-                self.best_params = self.model.backend.copy(self.model.flat.data)
+                self.best_params = self.model.snapshot()
 
     def restore_best(self) -> None:
-        """Load the weights of the epoch with the lowest validation loss (kept with ``keep_best``)."""
+        """Load the weights and buffers of the epoch with the lowest validation loss (kept with ``keep_best``)."""
         if self.best_params is not None:
-            self.model.flat.data[...] = self.best_params
+            self.model.restore(self.best_params)
 
     # --- exact save / restore -----------------------------------------------------------------------------------
 
@@ -253,11 +254,14 @@ class Trainer:
         """(JSON-safe metadata, host arrays) capturing the run exactly, for a checkpoint."""
         be, run = self.model.backend, self._run
         arrays = {"params": be.to_numpy(self.model.flat.data)}
+        arrays.update({f"buffer.{name}": be.to_numpy(value) for name, value in self.model.buffers.items()})
         for key, value in self.optimizer.state_dict().items():
             if key != "t":
                 arrays[f"optimizer.{key}"] = be.to_numpy(value)
         if self.best_params is not None:
-            arrays["best_params"] = be.to_numpy(self.best_params)
+            best, best_buffers = self.best_params
+            arrays["best_params"] = be.to_numpy(best)
+            arrays.update({f"best_buffer.{name}": be.to_numpy(value) for name, value in best_buffers.items()})
         if run.order is not None:
             arrays["epoch_order"] = be.to_numpy(run.order)
         meta = {
@@ -278,6 +282,8 @@ class Trainer:
         """Inverse of ``state()``: continue exactly where that state was taken."""
         be = self.model.backend
         self.model.flat.data[...] = be.asarray(arrays["params"], dtype=be.dtype)
+        for name, buffer in self.model.buffers.items():
+            buffer[...] = be.asarray(arrays[f"buffer.{name}"], dtype=be.dtype)
         opt_state: dict[str, Any] = {"t": int(meta["optimizer_t"])}
         for key, value in arrays.items():
             if key.startswith("optimizer."):
@@ -289,7 +295,10 @@ class Trainer:
         self.history = [EpochMetrics(**m) for m in meta["history"]]
         self.best_epoch = int(meta["best_epoch"])
         self.best_val_loss = math.inf if meta["best_val_loss"] is None else float(meta["best_val_loss"])
-        self.best_params = be.asarray(arrays["best_params"], dtype=be.dtype) if "best_params" in arrays else None
+        self.best_params = None
+        if "best_params" in arrays:
+            buffers = {n: be.asarray(arrays[f"best_buffer.{n}"], dtype=be.dtype) for n in self.model.buffers}
+            self.best_params = (be.asarray(arrays["best_params"], dtype=be.dtype), buffers)
         self.stop_training = bool(meta["stopped_early"])
         self.stop_reason = meta.get("stop_reason")
         order = be.asarray(arrays["epoch_order"]) if "epoch_order" in arrays else None

@@ -6,6 +6,8 @@ and reads the result once.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -21,16 +23,28 @@ def eval_batch_size(model: Any, memory: int = EVAL_MEMORY) -> int:
     return int(min(8192, max(64, memory // per_sample)))
 
 
+@contextlib.contextmanager
+def evaluation_mode(model: Any) -> Iterator[None]:
+    """The model in evaluation mode (running statistics, no dropout) for the block, then back as it was."""
+    was = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was)
+
+
 def evaluate(model: Any, data: DeviceData, loss_fn: Any, batch_size: int | None = None) -> tuple[float, float]:
     """Mean loss and accuracy of ``model`` on ``data``, accumulated on the device and read once (one host sync)."""
     be = model.backend
     ops = be.ops
     totals = be.zeros(2)  # loss sum, number correct
-    for x, y in data.batches(batch_size or eval_batch_size(model)):
-        logits = model.forward(x)
-        loss, _ = loss_fn(logits, y)
-        totals[0] += loss * y.shape[0]
-        totals[1] += ops.count_correct(logits, y)
+    with evaluation_mode(model):
+        for x, y in data.batches(batch_size or eval_batch_size(model)):
+            logits = model.forward(x)
+            loss, _ = loss_fn(logits, y)
+            totals[0] += loss * y.shape[0]
+            totals[1] += ops.count_correct(logits, y)
     loss_sum, correct = be.to_numpy(totals).tolist()
     return loss_sum / data.n, correct / data.n
 
@@ -38,7 +52,9 @@ def evaluate(model: Any, data: DeviceData, loss_fn: Any, batch_size: int | None 
 def predict(model: Any, data: DeviceData, batch_size: int | None = None) -> np.ndarray:
     """Predicted classes of every sample of ``data``, in order, as a host array."""
     be = model.backend
-    preds = [be.xp.argmax(model.forward(x), axis=1) for x, _ in data.batches(batch_size or eval_batch_size(model))]
+    with evaluation_mode(model):
+        batches = data.batches(batch_size or eval_batch_size(model))
+        preds = [be.xp.argmax(model.forward(x), axis=1) for x, _ in batches]
     return be.to_numpy(be.concat(preds))
 
 
@@ -46,5 +62,6 @@ def host_predictions(model: Any, images: np.ndarray, norm: tuple[float, float]) 
     """Class probabilities (n, classes) for uint8 images (n, 28, 28) or (n, 784), as a host array."""
     be = model.backend
     data = DeviceData(be, images, np.zeros(images.shape[0], dtype=np.int64), mean=norm[0], std=norm[1])
-    chunks = [be.ops.softmax(model.forward(x)) for x, _ in data.batches(eval_batch_size(model))]
+    with evaluation_mode(model):
+        chunks = [be.ops.softmax(model.forward(x)) for x, _ in data.batches(eval_batch_size(model))]
     return be.to_numpy(be.concat(chunks))

@@ -164,12 +164,31 @@ def _status(run_dir: Path, config: dict, history: list[dict], summary: dict | No
 
 
 def _subtitle(config: dict) -> str:
-    sizes = _sizes(config)
     parts = [str(config.get("dataset", "?"))]
-    if sizes:
+    built = _built_model(config)
+    if built is not None:
+        parts.append(built[0])
+    elif sizes := _sizes(config):
         parts.append(" → ".join(map(str, sizes)))
     parts += [str(config.get("activation", "")), str(config.get("optimizer", ""))]
     return " · ".join(p for p in parts if p)
+
+
+def _built_model(config: dict) -> tuple[str, int] | None:
+    """(architecture line, number of parameters) of the model the configuration builds, or None for a
+    configuration this version cannot read."""
+    from fmnist.backend import get_backend
+    from fmnist.training.builder import build_model
+    from fmnist.training.config import TrainConfig
+    from fmnist.training.rundir import RECORD_KEYS
+
+    try:
+        values = {k: v for k, v in config.items() if k not in (*RECORD_KEYS, "extra")}
+        cfg = TrainConfig.from_dict(values)
+        model = build_model(cfg, get_backend("cpu"), 784, 10)
+    except (ValueError, TypeError, KeyError):
+        return None
+    return model.describe(), model.flat.size
 
 
 def _sizes(config: dict, num_features: int = 784, num_classes: int = 10) -> list[int]:
@@ -232,9 +251,13 @@ def _what_was_run(run_dir: Path, config: dict, status: dict) -> dict[str, Any]:
     if isinstance(command, list | tuple):
         command = shlex.join(str(c) for c in command)
     date = config.get("started") or file_time(run_dir / "config.json")
-    sizes = _sizes(config)
-    params = sum(a * b + b for a, b in itertools.pairwise(sizes)) if sizes else None
-    model = f"{' → '.join(map(str, sizes))}, {config.get('activation')}, {config.get('weight_init')} init"
+    built = _built_model(config)
+    if built is not None:
+        model, params = f"{built[0]}, {config.get('weight_init')} init", built[1]
+    else:
+        sizes = _sizes(config)
+        params = sum(a * b + b for a, b in itertools.pairwise(sizes)) if sizes else None
+        model = f"{' → '.join(map(str, sizes))}, {config.get('activation')}, {config.get('weight_init')} init"
     rows = [
         ("run directory", where),
         ("date", str(date)),
@@ -361,8 +384,8 @@ def _predictions(run_dir: Path, config: dict, dataset: Any, datasets: dict[Any, 
     if isinstance(dataset, str):
         return {"missing": dataset}
     names = list(meta.get("class_names") or dataset.class_names)
-    if len(names) != model.sizes[-1]:
-        return {"missing": f"the model has {model.sizes[-1]} outputs but the dataset {len(names)} classes"}
+    if len(names) != model.num_outputs:
+        return {"missing": f"the model has {model.num_outputs} outputs but the dataset {len(names)} classes"}
     probs = host_predictions(model, dataset.test_images, tuple(meta["normalization"]))
     return {
         "images": dataset.test_images,

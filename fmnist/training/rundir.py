@@ -35,9 +35,11 @@ RECORD_KEYS = ("environment", "normalization", "command", "started")  # in confi
 
 
 def default_run_dir(config: TrainConfig, root: str | Path = "runs") -> Path:
-    """``runs/<timestamp>-<optimizer>-<activation>-<widths>``, unique."""
+    """``runs/<timestamp>-<optimizer>-<activation>-<widths>`` (CNN: ``...-cnn<channels>-<widths>``), unique."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     widths = "x".join(map(str, config.hidden)) or "linear"
+    if config.model == "cnn":
+        widths = f"cnn{'x'.join(map(str, config.conv_channels))}-{widths}"
     base = Path(root) / f"{stamp}-{config.optimizer}-{config.activation}-{widths}"
     path, i = base, 1
     while path.exists():
