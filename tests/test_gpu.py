@@ -5,6 +5,7 @@ for real GPUs, and the CLI with ``--device gpu``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -16,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fmnist.backend import NoiseStream
+from fmnist.backend import NoiseStream, get_backend
 from fmnist.backend.cupy_ops import SOURCE
 from fmnist.data import FASHION_MNIST, DeviceData, registry
 from fmnist.network import MLP, get_loss, get_optimizer
@@ -176,3 +177,39 @@ def test_cli_train_evaluate_predict_and_bench_with_device_gpu(tmp_path):
     assert measured["environment"]["gpu"]["ops"] == "CupyOps"
     assert measured["results"][0]["device"] == "gpu"
     assert measured["results"][0]["samples_per_second"] > 0
+
+
+@pytest.mark.gpu
+def test_a_cnn_trains_on_the_gpu_as_on_the_cpu_without_host_syncs(gpu_backend):
+    from fmnist.network import conv_net
+
+    cpu = get_backend("cpu")
+    cpu.fast = False
+    rng = np.random.default_rng(0)
+    x, y = rng.random((16, 784), dtype=np.float32), rng.integers(0, 10, 16)
+    weights = []
+    for be in (gpu_backend, cpu):
+        model = conv_net(backend=be, conv_channels=(4, 8), hidden=(16,), dropout=0.2, seed=1)
+        optimizer = get_optimizer("sgd", model.parameters(), lr=0.1)
+        loss_fn = get_loss("cross_entropy", label_smoothing=0.1)
+        noise = NoiseStream(3)
+        with _sync_counter(be) as syncs:
+            for _ in range(3):
+                _, dlogits = loss_fn(model.forward(be.asarray(x), noise), be.asarray(y))
+                model.backward(dlogits)
+                optimizer.step()
+        assert syncs() == 0
+        weights.append({name: be.to_numpy(value) for name, value in model.state_dict().items()})
+    for name, value in weights[1].items():
+        np.testing.assert_allclose(weights[0][name], value, rtol=1e-4, atol=1e-5, err_msg=name)
+
+
+@contextlib.contextmanager
+def _sync_counter(backend):
+    """Counts host syncs on the simulated GPU (a real GPU or the CPU: nothing to count, 0)."""
+    simulation = sys.modules.get("simgpu")
+    if backend.name == "gpu" and simulation is not None and sys.modules.get("cupy") is simulation.cupy:
+        with simulation.count_syncs() as log:
+            yield lambda: log.count
+    else:
+        yield lambda: 0

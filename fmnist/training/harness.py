@@ -18,26 +18,68 @@ import numpy as np
 
 from fmnist.backend import Backend, get_backend
 from fmnist.data import DeviceData
-from fmnist.network import MLP, get_loss, get_optimizer
+from fmnist.network import MLP, conv_net, get_loss, get_optimizer
 from fmnist.training.fit import Trainer
 
 
 @dataclass(frozen=True)
 class BenchCase:
-    """One benchmark configuration: an MLP, an optimizer and a batch size over ``samples`` training samples."""
+    """One benchmark configuration: a network, an optimizer and a batch size over ``samples`` training samples.
+
+    ``model="mlp"``: the MLP of ``sizes``. ``model="cnn"``: the CNN of ``conv_net`` with ``conv_channels``
+    blocks (3x3 convolution, batch norm, ReLU, 2x2 max pool) and a dense head of ``sizes[1:-1]`` (batch norm,
+    ReLU), on 28x28 images of ``sizes[0]`` pixels.
+    """
 
     sizes: tuple[int, ...] = (784, 128, 128, 128, 128, 128, 10)
     batch_size: int = 64
     optimizer: str = "adam"
     activation: str = "relu"
     samples: int = 60000
+    model: str = "mlp"
+    conv_channels: tuple[int, ...] = (32, 64)
 
     @property
     def label(self) -> str:
-        return f"{'-'.join(map(str, self.sizes))} {self.optimizer} b{self.batch_size}"
+        net = f"cnn {'-'.join(map(str, self.conv_channels))}" if self.model == "cnn" else "-".join(map(str, self.sizes))
+        return f"{net} {self.optimizer} b{self.batch_size}"
+
+    def build(self, backend: Backend) -> Any:
+        """The fmnist network of this case."""
+        if self.model == "cnn":
+            side = math.isqrt(self.sizes[0])
+            head = {"hidden": self.sizes[1:-1], "num_classes": self.sizes[-1], "activation": self.activation}
+            return conv_net((1, side, side), backend=backend, seed=0, conv_channels=self.conv_channels, **head)
+        return MLP(list(self.sizes), activation=self.activation, weight_init="he", backend=backend, seed=0)
+
+    def torch_model(self, torch: Any) -> Any:
+        """The same network in PyTorch (its own initialisation: throughput does not depend on the weights)."""
+        nn = torch.nn
+        act = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}[self.activation]
+        layers: list[Any] = []
+        features = self.sizes[0]
+        if self.model == "cnn":
+            side = math.isqrt(self.sizes[0])
+            layers.append(nn.Unflatten(1, (1, side, side)))
+            channels = 1
+            for out in self.conv_channels:
+                layers += [nn.Conv2d(channels, out, 3, padding=1), nn.BatchNorm2d(out), act(), nn.MaxPool2d(2)]
+                channels, side = out, side // 2
+            layers.append(nn.Flatten())
+            features = channels * side * side
+        for width in self.sizes[1:-1]:
+            layers.append(nn.Linear(features, width))
+            if self.model == "cnn":
+                layers.append(nn.BatchNorm1d(width))
+            layers.append(act())
+            features = width
+        layers.append(nn.Linear(features, self.sizes[-1]))
+        return nn.Sequential(*layers)
 
     def gemm_flops_per_sample(self) -> int:
         """Multiply-adds x 2 of forward (1 GEMM) and backward (2 GEMMs) per sample."""
+        if self.model == "cnn":
+            return self.build(get_backend("cpu")).gemm_flops_per_sample
         return 6 * sum(a * b for a, b in zip(self.sizes[:-1], self.sizes[1:], strict=True))
 
 
@@ -66,7 +108,7 @@ def fmnist_throughput(case: BenchCase, backend: Backend | str, epochs: int = 2, 
     backend = get_backend(backend)
     images, labels = synthetic_data(case.samples, case.sizes[0], case.sizes[-1])
     data = DeviceData(backend, images, labels)
-    model = MLP(list(case.sizes), activation=case.activation, weight_init="he", backend=backend, seed=0)
+    model = case.build(backend)
     trainer = Trainer(
         model=model,
         optimizer=get_optimizer(case.optimizer, model.parameters(), lr=1e-3),
@@ -88,19 +130,12 @@ def fmnist_throughput(case: BenchCase, backend: Backend | str, epochs: int = 2, 
 def torch_throughput(
     case: BenchCase, device: str = "cpu", fused: bool = False, epochs: int = 2, warmup: int = 1
 ) -> float:
-    """Samples per second of the same MLP in PyTorch eager (``fused``: ``Adam(fused=True)``)."""
+    """Samples per second of the same network in PyTorch eager (``fused``: ``Adam(fused=True)``)."""
     import torch
 
     torch.manual_seed(0)
     dev = torch.device("cuda" if device == "gpu" else "cpu")
-    layers: list[Any] = []
-    for i, (a, b) in enumerate(zip(case.sizes[:-1], case.sizes[1:], strict=True)):
-        layers.append(torch.nn.Linear(a, b))
-        if i < len(case.sizes) - 2:
-            layers.append(
-                {"relu": torch.nn.ReLU, "tanh": torch.nn.Tanh, "sigmoid": torch.nn.Sigmoid}[case.activation]()
-            )
-    model = torch.nn.Sequential(*layers).to(dev)
+    model = case.torch_model(torch).to(dev)
     opt_cls = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "momentum": torch.optim.SGD}[case.optimizer]
     kwargs: dict[str, Any] = {"lr": 1e-3}
     if case.optimizer == "momentum":
@@ -260,6 +295,8 @@ def run_bench(
     student: bool = False,
     on_result: Callable[[BenchResult], None] | None = None,
     isolate: bool = True,
+    model: str = "mlp",
+    conv_channels: tuple[int, ...] = (32, 64),
 ) -> tuple[list[BenchResult], dict[str, float]]:
     """Measure fmnist on each device (and its peers on the same device) at each batch size.
 
@@ -275,7 +312,7 @@ def run_bench(
         with_torch = peers and peers_available(device)
         gflops[device] = sgemm_gflops(device, n=2048 if device == "gpu" else 1024)
         for batch in batch_sizes:
-            case = BenchCase(sizes=sizes, batch_size=batch, samples=samples)
+            case = BenchCase(sizes, batch, samples=samples, model=model, conv_channels=conv_channels)
             row: list[BenchResult] = []
             measures: list[tuple[str, Callable[..., float], tuple]] = [
                 ("fmnist", fmnist_throughput, (case, device, epochs))
@@ -283,7 +320,7 @@ def run_bench(
             if with_torch:
                 measures.append(("torch", torch_throughput, (case, device, False, epochs)))
                 measures.append(("torch-fused", torch_throughput, (case, device, True, epochs)))
-            if student and device == "cpu":
+            if student and device == "cpu" and model == "mlp":
                 measures.append(("student-float64", student_throughput, (case,)))
             for name, measure, args in measures:
                 speed = isolated(measure, *args) if isolate else measure(*args)
