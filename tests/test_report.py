@@ -25,7 +25,8 @@ from typer.testing import CliRunner
 
 from fmnist.cli import app
 from fmnist.data import FASHION_MNIST, load_dataset, registry
-from fmnist.training.report import LAYER_STATS, REPORT, write_report, write_run_report
+from fmnist.sweep.report import write_report
+from fmnist.training.report import LAYER_STATS, REPORT, write_run_report
 
 from helpers import learnable_arrays, write_tiny_mnist
 

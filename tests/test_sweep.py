@@ -34,6 +34,7 @@ def tiny_fashion(tmp_path, monkeypatch):
     spec, _ = write_tiny_mnist(tmp_path / "data", learnable_arrays(), base=FASHION_MNIST)
     monkeypatch.setitem(registry.DATASETS, "fashion-mnist", spec)
     monkeypatch.setenv("FMNIST_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("FMNIST_TEST_TINY_DATA", str(tmp_path / "data"))  # for tests/sweep_process.py
 
 
 def options(tmp_path: Path, trials: int, **kwargs) -> SweepOptions:

@@ -18,7 +18,8 @@ def report(
     directory: Annotated[Path, typer.Argument(help="A run directory (fmnist train) or a sweep directory.")],
 ) -> None:
     """Build the HTML report of a run or a sweep: one offline file with every chart embedded."""
-    from fmnist.training.report import ReportError, report_kind, write_report
+    from fmnist.sweep.report import write_report
+    from fmnist.training.report import ReportError, report_kind
 
     if report_kind(directory) is None:
         fail(f"{directory}: not a run or sweep directory (no config.json, sweep.json or leaderboard.csv)", 2)

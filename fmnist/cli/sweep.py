@@ -9,6 +9,7 @@ import typer
 
 from fmnist import names
 from fmnist.cli.common import console, fail
+from fmnist.sweep.storage import DEFAULT_GRACE
 
 
 def register(app: typer.Typer) -> None:
@@ -36,8 +37,21 @@ def sweep(
         Path | None, typer.Option("--data-dir", envvar="FMNIST_DATA_DIR", help="Directory searched first for data.")
     ] = None,
     wandb: Annotated[bool, typer.Option("--wandb", help="Log each trial to Weights & Biases.")] = False,
+    grace_period: Annotated[
+        int,
+        typer.Option(
+            "--grace-period",
+            help="Seconds without a heartbeat before a trial of another machine is taken as dead and retried.",
+        ),
+    ] = DEFAULT_GRACE,
+    status: Annotated[
+        bool, typer.Option("--status", help="Show the study's progress (read-only): trials, who runs what, the best.")
+    ] = False,
 ) -> None:
-    """Search hyperparameters with Optuna: grid, random or bayes (TPE), with optional Hyperband pruning."""
+    """Search hyperparameters with Optuna: grid, random or bayes (TPE), with optional Hyperband pruning.
+
+    A trial whose worker died (killed, out of memory, a machine gone) is retried from its last checkpoint: at once
+    on the same machine, after --grace-period on another; run the same command again to continue a sweep."""
     import importlib.util
 
     from fmnist.cli.train import check_out
@@ -56,6 +70,8 @@ def sweep(
     total = trials if trials is not None else spec.run_cap or 20
     if total <= 0 or workers <= 0:
         fail("--trials and --workers must be > 0", 2)
+    if grace_period <= 0:
+        fail(f"--grace-period must be > 0 seconds, got {grace_period}", 2)
     if wandb and importlib.util.find_spec("wandb") is None:
         fail("--wandb needs the wandb package: pip install 'fmnist[wandb]'", 2)
     name = study or spec.name
@@ -69,7 +85,11 @@ def sweep(
         base=base,
         wandb=wandb,
         sweep_file=str(sweep_file),
+        grace=grace_period,
     )
+    if status:
+        show_status(spec, options)
+        return
     run(spec, options)
 
 
@@ -92,13 +112,16 @@ def run(spec: Any, options: Any) -> None:
         highlight=False,
     )
     colours = {"complete": "green", "pruned": "yellow", "failed": "red", "interrupted": "yellow"}
+    colours.update({"retried": "yellow", "given up": "red", "taken over": "yellow"})
 
     def on_event(event: Any) -> None:
         if event.state == "running":  # the values once, when the trial starts; then the outcome by number
             params = " ".join(f"{names.short(k)}={_cell(v)}" for k, v in event.params.items())
-            console.print(f"[dim]trial {event.number}:[/] {escape(params)}", highlight=False)
+            note = f" [yellow]({escape(event.note)})[/]" if event.note else ""
+            console.print(f"[dim]trial {event.number}:[/] {escape(params)}{note}", highlight=False)
             return
         head = f"[{colours[event.state]}]trial {event.number} {event.state}[/]"
+        head += f" {escape(event.note)}" if event.note else ""
         value = f" {spec.metric} {event.value:.4f}" if event.value is not None else ""
         reason = f" ({escape(event.reason)})" if event.reason and event.state != "complete" else ""
         console.print(f"{head}{value}{reason}", highlight=False)
@@ -127,13 +150,85 @@ def run(spec: Any, options: Any) -> None:
     if "best_config" in written:
         console.print(f"reproduce the best trial: fmnist train --config {escape(str(written['best_config']))}")
     _report(options.out)
+    _elsewhere(rows, options.grace)
+    _verdict(rows)
+
+
+def _elsewhere(rows: list[dict[str, Any]], grace: int) -> None:
+    """Say which trials still run (on other machines, or in other commands), and what to do if they died."""
+    running = [r for r in rows if r["state"] == "running"]
+    if running:
+        numbers = ", ".join(str(r["trial"]) for r in running[:8]) + (", ..." if len(running) > 8 else "")
+        console.print(
+            f"[dim]{len(running)} trial(s) still running elsewhere ({numbers}); if their worker is gone, any "
+            f"worker retries them {grace} s after their last heartbeat: run this command again then[/]",
+            highlight=False,
+        )
+
+
+def _verdict(rows: list[dict[str, Any]]) -> None:
+    """The exit status tells the truth: every ended trial failed -> exit 1 with the commonest reason; some
+    failed -> say how many."""
+    from fmnist.sweep.results import failures
+
+    failed, common = failures(rows)
+    ended = [r for r in rows if r["state"] != "running"]
+    if ended and failed == len(ended):
+        fail(f"all {failed} trials failed; the commonest reason: {common}", 1)
+    if failed:
+        console.print(f"[yellow]{failed} of {len(ended)} trials failed[/] (reasons in leaderboard.csv)")
+
+
+def show_status(spec: Any, options: Any) -> None:
+    """``--status``: the study's progress, read-only (nothing is created, run or changed)."""
+    from rich.markup import escape
+
+    from fmnist.sweep.results import status
+    from fmnist.sweep.storage import StorageError
+    from fmnist.sweep.study import load_study, space_change, trial_cap
+
+    try:
+        study = load_study(spec, options)
+    except StorageError as err:
+        fail(f"{err}: nothing has run (fmnist sweep {options.sweep_file} starts it)", 2)
+    except Exception as err:  # an unreachable server, a file that is not a study...
+        fail(f"the study could not be opened ({type(err).__name__}: {err})", 2)
+    view = status(study, spec)
+    storage = escape(_redact(options.storage_url))
+    console.print(
+        f"sweep [bold]{escape(study.study_name)}[/]: {spec.method}, {spec.goal} {spec.metric}, "
+        f"{trial_cap(spec, options)} trials\nstorage {storage}",
+        highlight=False,
+    )
+    change = space_change(study, spec)
+    if change is not None:
+        console.print(f"[yellow]note[/]: {escape(change)}", highlight=False)
+    order = ("complete", "pruned", "failed", "running", "waiting", "retry waiting")
+    states = sorted(view["states"].items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order))
+    console.print("trials: " + (", ".join(f"{n} {state}" for state, n in states) or "none yet"), highlight=False)
+    for r in view["running"]:
+        progress = f", {r['epochs_done']}/{r['epochs'] or '?'} epochs" if r["epochs_done"] is not None else ""
+        since = r["since"].strftime("%H:%M:%S") if r["since"] else "?"
+        beat = f", heartbeat {r['heartbeat_age']:.0f} s ago" if r["heartbeat_age"] is not None else ""
+        console.print(
+            f"  running {r['trial']}: {escape(r['worker'])} ({r['alive']}{beat}) since {since}{progress}",
+            highlight=False,
+        )
+    best = view["best"]
+    if best is not None:
+        params = " ".join(f"{names.short(p.name)}={_cell(best.get(p.name))}" for p in spec.searched)
+        console.print(f"best so far: trial {best['trial']}, {spec.metric} {best[spec.metric]:.4f}", highlight=False)
+        if params:
+            console.print(f"  {escape(params)}", highlight=False)
+    else:
+        console.print("best so far: none (no trial completed)")
 
 
 def _report(out: Path) -> None:
     """Write the sweep's report.html; a report that cannot be written is a warning, never a failed sweep."""
     from rich.markup import escape
 
-    from fmnist.training.sweep_report import write_sweep_report
+    from fmnist.sweep.report import write_sweep_report
 
     try:
         path = write_sweep_report(out)

@@ -1,7 +1,9 @@
-"""Sweep results: the leaderboard (terminal and CSV), the best configuration, and the study plots."""
+"""Sweep results: the leaderboard (terminal and CSV), the best configuration, the study plots, a read-only
+status of a study, and what failed."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -9,26 +11,35 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from fmnist.sweep import liveness
+from fmnist.sweep.retry import STOPPED, is_retry
 from fmnist.sweep.spec import SweepSpec
-from fmnist.sweep.study import NOT_COUNTED
+from fmnist.sweep.storage import HEARTBEAT
+from fmnist.sweep.study import INTERRUPTED, NO_POINT_LEFT, NOT_COUNTED, OVER_CAP
 from fmnist.training.atomic import atomic_write
 from fmnist.training.rundir import RECORD_KEYS
 
+STATE_NAMES = {"COMPLETE": "complete", "PRUNED": "pruned", "RUNNING": "running", "FAIL": "failed"}
+
 
 def leaderboard(study: Any, spec: SweepSpec) -> list[dict[str, Any]]:
-    """Counted trials, best first (completed by metric, then pruned, then failed), as flat rows."""
+    """Counted trials, best first (completed by metric, then pruned, running, failed), as flat rows: every point's
+    latest state (a trial whose worker died is not shown; its retry is)."""
     from optuna.trial import TrialState
 
     rank = {TrialState.COMPLETE: 0, TrialState.PRUNED: 1, TrialState.RUNNING: 2, TrialState.FAIL: 3}
     sign = -1.0 if spec.goal == "maximize" else 1.0
-    trials = [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get(NOT_COUNTED)]
-    trials = [t for t in trials if t.state in rank]
+    trials = [
+        t
+        for t in study.get_trials(deepcopy=False)
+        if t.state == TrialState.RUNNING or (t.state in rank and not t.user_attrs.get(NOT_COUNTED))
+    ]
     trials.sort(key=lambda t: (rank[t.state], sign * t.value if t.value is not None else 0.0, t.number))
     names = [p.name for p in spec.searched]
     return [
         {
             "trial": t.number,
-            "state": t.state.name.lower(),
+            "state": STATE_NAMES[t.state.name],
             spec.metric: t.value,
             **{name: t.params.get(name) for name in names},
             "reason": t.user_attrs.get("reason", ""),
@@ -92,3 +103,88 @@ def _plots(study: Any, out: Path, errors: dict[str, str]) -> list[Path]:
             errors[name] = f"{type(err).__name__}: {err}"
             plt.close("all")
     return paths
+
+
+def failures(rows: list[dict[str, Any]]) -> tuple[int, str | None]:
+    """How many leaderboard rows failed, and the commonest reason among them with its count (reasons that
+    differ only in their numbers, such as the step of a divergence, are one reason)."""
+    import re
+
+    reasons = [r["reason"] or "no reason recorded" for r in rows if r["state"] == "failed"]
+    if not reasons:
+        return 0, None
+    groups: dict[str, list[str]] = {}
+    for reason in reasons:
+        groups.setdefault(re.sub(r"[-+]?\d[\d.e+-]*", "#", reason), []).append(reason)
+    common = max(groups.values(), key=len)
+    return len(reasons), f"{common[0]} ({len(common)} of {len(reasons)})"
+
+
+NOT_RUN = {  # why a finished trial does not count, as --status shows it
+    STOPPED: "worker died",
+    INTERRUPTED: "interrupted",
+    OVER_CAP: "over the cap",
+    NO_POINT_LEFT: "not run (grid done)",
+}
+
+
+def status(study: Any, spec: SweepSpec) -> dict[str, Any]:
+    """A read-only view of a study: trials by state, the running ones (who runs them, since when, how far), and
+    the best so far."""
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    states: dict[str, int] = {}
+
+    def add(state: str) -> None:
+        states[state] = states.get(state, 0) + 1
+
+    running = []
+    for t in trials:
+        why = t.user_attrs.get(NOT_COUNTED)
+        if t.state == TrialState.RUNNING:
+            add("running")
+            running.append(_running(t))
+        elif t.state == TrialState.WAITING:
+            add("retry waiting" if is_retry(t) else "waiting")
+        elif not why:
+            add({TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned"}.get(t.state, "failed"))
+        else:
+            add(NOT_RUN.get(why, str(why)))
+    rows = leaderboard(study, spec)
+    best = next((r for r in rows if r["state"] == "complete"), None)
+    return {"states": states, "running": running, "best": best, "rows": rows}
+
+
+def _running(trial: Any) -> dict[str, Any]:
+    """Who runs a trial, whether that process lives (on this machine), since when, and how far it got."""
+    import time
+
+    worker = trial.user_attrs.get(liveness.WORKER)
+    if worker is None:
+        alive = "unknown"
+    elif liveness.same_machine(worker):
+        alive = "alive" if liveness.process_alive(worker) else "gone"
+    else:
+        alive = "another machine"
+    beat = trial.user_attrs.get(HEARTBEAT)  # journal storage: the last heartbeat
+    run_dir = Path(trial.user_attrs.get("run_dir", ""))
+    epochs_done, epochs = None, None
+    if trial.user_attrs.get("run_dir") and run_dir.is_dir():  # not on another machine's disk
+        epochs_done = 0
+        with contextlib.suppress(*UNREADABLE):  # no epoch finished yet
+            epochs_done = len((run_dir / "metrics.jsonl").read_text().splitlines())
+        with contextlib.suppress(*UNREADABLE):
+            epochs = json.loads((run_dir / "config.json").read_text())["epochs"]
+    return {
+        "trial": trial.number,
+        "worker": liveness.describe(worker),
+        "alive": alive,
+        "since": trial.datetime_start,
+        "heartbeat_age": time.time() - float(beat) if beat is not None else None,
+        "epochs_done": epochs_done,
+        "epochs": epochs,
+    }
+
+
+UNREADABLE = (OSError, ValueError, KeyError, TypeError)

@@ -143,11 +143,29 @@ def _value(name: str, key: str, value: Any) -> Any:
     try:
         if name in CHOICES:
             return names.canonical(name, value)
-        if FIELD_TYPES[name][0] in ("int", "float", "bool", "str"):
-            return coerce(name, value)
+        if FIELD_TYPES[name][0] in ("int", "float", "bool", "str") or _is_list_field(name):
+            return coerce(name, value)  # [32, 16] and "32,16" are one value, (32, 16)
     except (names.UnknownNameError, ConfigError) as err:
         raise SweepError(f"parameters.{key}: {err}") from None
     return tuple(value) if isinstance(value, list) else value
+
+
+def _is_list_field(name: str) -> bool:
+    return FIELD_TYPES[name][0].startswith("tuple")
+
+
+def encode(value: Any) -> Any:
+    """A value as a study stores it: a list such as ``(32, 16)`` as the text ``"32-16"`` (Optuna keeps only
+    numbers, text, booleans and None as choices: a tuple comes back from the storage as a list, which no longer
+    matches the choices of a rerun or of a second worker, and plots need hashable values)."""
+    return "-".join(map(str, value)) if isinstance(value, tuple | list) else value
+
+
+def decode(name: str, value: Any) -> Any:
+    """The value of field ``name`` from its stored form (inverse of ``encode``): ``"32-16"`` -> ``(32, 16)``."""
+    if isinstance(value, str) and name in FIELD_TYPES and _is_list_field(name):
+        return coerce(name, value.replace("-", ","))
+    return value
 
 
 def _distinct(values: list[Any]) -> tuple[Any, ...]:

@@ -68,22 +68,6 @@ def report_kind(path: str | os.PathLike) -> str | None:
     return None
 
 
-def write_report(path: str | os.PathLike) -> Path:
-    """(Re)build the report of a run directory or a sweep directory; returns its path.
-
-    Raises:
-        ReportError: ``path`` is neither.
-    """
-    kind = report_kind(path)
-    if kind is None:
-        raise ReportError(f"{path}: not a run directory or a sweep directory")
-    if kind == "sweep":
-        from fmnist.training.sweep_report import write_sweep_report
-
-        return write_sweep_report(path)
-    return write_run_report(path)
-
-
 def write_run_report(run_dir: str | os.PathLike, dataset: Any = None, datasets: dict[Any, Any] | None = None) -> Path:
     """Build ``run_dir/report.html`` and return its path.
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from fmnist import __version__
 from fmnist.training.atomic import atomic_write
-from fmnist.training.report import REPORT, SWEEP_INFO, ReportError, write_run_report
+from fmnist.training.report import REPORT, SWEEP_INFO, ReportError, report_kind, write_run_report
 from fmnist.training.reporting import (
     NOT_IN_CONFIG,
     differences,
@@ -140,16 +140,21 @@ def _rows_from_study(study: Any, metric: str | None) -> list[dict[str, Any]]:
     """Counted trials, best first (completed by value, then pruned, running, failed)."""
     from optuna.trial import TrialState
 
-    from fmnist.sweep.study import NOT_COUNTED
+    from fmnist.sweep.results import STATE_NAMES
+    from fmnist.sweep.retry import NOT_COUNTED
 
     rank = {TrialState.COMPLETE: 0, TrialState.PRUNED: 1, TrialState.RUNNING: 2, TrialState.FAIL: 3}
     sign = -1.0 if study.direction.name.lower() == "maximize" else 1.0
-    trials = [t for t in study.get_trials(deepcopy=False) if t.state in rank and not t.user_attrs.get(NOT_COUNTED)]
+    trials = [  # as the leaderboard: running trials, and the latest state of every point
+        t
+        for t in study.get_trials(deepcopy=False)
+        if t.state == TrialState.RUNNING or (t.state in rank and not t.user_attrs.get(NOT_COUNTED))
+    ]
     trials.sort(key=lambda t: (rank[t.state], sign * t.value if t.value is not None else 0.0, t.number))
     return [
         {
             "trial": t.number,
-            "state": t.state.name.lower(),
+            "state": STATE_NAMES[t.state.name],
             "value": t.value,
             "params": dict(t.params),
             "reason": str(t.user_attrs.get("reason", "")),
@@ -340,3 +345,15 @@ def _metric_value(value: Any, metric: str | None) -> str:
     if not finite(value):
         return "—"
     return pct(value) if metric and "accuracy" in metric else f"{value:.4f}"
+
+
+def write_report(path: str | os.PathLike) -> Path:
+    """(Re)build the report of a run directory or a sweep directory; returns its path.
+
+    Raises:
+        ReportError: ``path`` is neither.
+    """
+    kind = report_kind(path)
+    if kind is None:
+        raise ReportError(f"{path}: not a run directory or a sweep directory")
+    return write_sweep_report(path) if kind == "sweep" else write_run_report(path)
