@@ -33,6 +33,9 @@ class Case:
     exact: bool = False
     steps: int = 1
     rtol: float = 2e-5
+    images: tuple[int, ...] = ()  # arguments that are (n, C, H, W) images: given in the class's own layout
+    run: Callable[..., Any] | None = None  # run(ops, *args) instead of calling the method directly
+    layout_results: bool = True  # 4-D results are in the class's layout (False: the run already gives NCHW)
 
 
 def _f32(rng: np.random.Generator, *shape: int, scale: float = 1.0) -> np.ndarray:
@@ -49,6 +52,31 @@ def _zeros(*shape: int) -> np.ndarray:
 
 def _labels(rng: np.random.Generator, n: int, k: int = 10) -> np.ndarray:
     return rng.integers(0, k, size=n).astype(np.int64)
+
+
+def _img(rng: np.random.Generator, *shape: int) -> np.ndarray:
+    return rng.normal(size=shape).astype(np.float32)
+
+
+def _conv_grads(rng, n, c, h, o, k, s, p):  # x, w, dy, weight_grad, bias_grad, stride, padding
+    oh = (h + 2 * p - k) // s + 1
+    return [_img(rng, n, c, h, h), _f32(rng, o, c, k, k), _img(rng, n, o, oh, oh), _zeros(o, c, k, k), _zeros(o), s, p]
+
+
+def _pool_then_backward(ops, x, dy, kernel, stride):
+    _, argmax = ops.max_pool2d(x, kernel, stride)
+    return ops.max_pool2d_backward(dy, argmax, tuple(int(v) for v in x.shape), kernel, stride)
+
+
+def _norm_then_backward(ops, x, gamma, beta, mean, var, dy, gamma_grad, beta_grad, training):
+    _, saved = ops.batch_norm(x, gamma, beta, mean, var, 0.1, 1e-5, training, key="bn")
+    return ops.batch_norm_backward(dy, saved, gamma, gamma_grad, beta_grad, training, key="bn")
+
+
+def _bn_args(rng, shape, image):
+    c = shape[1]
+    x = (_img(rng, *shape) * 2 + 1) if image else _f32(rng, *shape) * 2 + 1
+    return [x, _f32(rng, c) + 1, _f32(rng, c), _f32(rng, c) * 0.1, _positive(rng, c) + 0.5]
 
 
 _DECAYS = [
@@ -141,6 +169,77 @@ CASES: dict[str, list[Case]] = {
         for nesterov in (False, True)
         for d in _DECAYS
     ],
+    "to_layout": [
+        Case(
+            lambda r: [_img(r, 2, 3, 5, 4)],
+            exact=True,
+            layout_results=False,
+            run=lambda ops, x: ops.from_layout(ops.to_layout(x)),
+        )
+    ],
+    "from_layout": [
+        Case(
+            lambda r: [_img(r, 2, 3, 5, 4)],
+            images=(0,),
+            exact=True,
+            layout_results=False,
+            run=lambda ops, x: ops.from_layout(x),
+        )
+    ],
+    "nchw_shape": [
+        Case(
+            lambda r: [_img(r, 2, 3, 5, 4)],
+            images=(0,),
+            exact=True,
+            run=lambda ops, x: list(ops.nchw_shape(tuple(x.shape))),
+        )
+    ],
+    "conv2d": [
+        Case(
+            lambda r, g=g: [_img(r, g[0], g[1], g[2], g[2]), _f32(r, g[3], g[1], g[4], g[4]), _f32(r, g[3]), *g[5:]],
+            images=(0,),
+            kwargs={"key": "k"},
+            rtol=1e-4,
+        )
+        for g in [(3, 2, 7, 4, 3, 1, 1), (3, 2, 7, 4, 3, 2, 0), (2, 3, 8, 5, 5, 1, 2), (4, 1, 6, 3, 3, 2, 1)]
+    ],
+    "conv2d_backward": [
+        Case(lambda r, g=g: _conv_grads(r, *g), images=(0, 2), outputs=(3, 4), kwargs={"key": "k"}, rtol=1e-4)
+        for g in [(3, 2, 7, 4, 3, 1, 1), (3, 2, 7, 4, 3, 2, 0), (2, 3, 8, 5, 5, 1, 2), (4, 1, 6, 3, 3, 2, 1)]
+    ],
+    "max_pool2d": [
+        Case(lambda r, g=g: [_img(r, 2, 3, g[0], g[0]), g[1], g[2]], images=(0,), exact=True)
+        for g in [(8, 2, 2), (7, 3, 2), (6, 2, 1)]
+    ],
+    "max_pool2d_backward": [
+        Case(
+            lambda r, g=g: [_img(r, 2, 3, g[0], g[0]), _img(r, 2, 3, g[3], g[3]), g[1], g[2]],
+            images=(0, 1),
+            rtol=1e-6,  # overlapping windows add up in another order
+            run=_pool_then_backward,
+        )
+        for g in [(8, 2, 2, 4), (7, 3, 2, 3), (6, 2, 1, 5)]
+    ],
+    "batch_norm": [
+        Case(
+            lambda r, g=g: [*_bn_args(r, g[0], len(g[0]) == 4), 0.1, 1e-5, g[1]],
+            images=(0,) if len(g[0]) == 4 else (),
+            outputs=(3, 4),
+            rtol=1e-4,
+            run=lambda ops, *a: ops.batch_norm(*a, key="bn")[0],
+        )
+        for g in [((4, 3, 5, 5), True), ((4, 3, 5, 5), False), ((9, 6), True), ((9, 6), False)]
+    ],
+    "batch_norm_backward": [
+        Case(
+            lambda r, g=g: [*_bn_args(r, g[0], len(g[0]) == 4), _img(r, *g[0]), _zeros(g[0][1]), _zeros(g[0][1]), g[1]],
+            images=(0, 5) if len(g[0]) == 4 else (),
+            outputs=(3, 4, 6, 7),  # the forward inside moved the running statistics
+            rtol=1e-4,
+            run=_norm_then_backward,
+        )
+        for g in [((4, 3, 5, 5), True), ((4, 3, 5, 5), False), ((9, 6), True), ((9, 6), False)]
+    ],
     "clip_grad_norm": [
         Case(lambda r: [[_f32(r, 50) * 10, _f32(r, 7)], 1.0], outputs=(0,)),
         Case(lambda r: [[_f32(r, 50) * 1e-3], 1.0], outputs=(0,)),
@@ -177,13 +276,24 @@ def _to_host(be: Any, value: Any) -> Any:
 
 def _call(be: Any, method: str, case: Case) -> tuple[list[Any], list[Any]]:
     """(results, host inputs after the call) of ``case`` on ``be``'s ops."""
+    ops = be.ops
     host_args = case.args(np.random.default_rng(0))
     args = _to_device(be, host_args)
+    for i in case.images:  # images are given in the class's layout; results converted back to NCHW below
+        args[i] = ops.to_layout(args[i])
     results = []
     for t in range(1, case.steps + 1):
         kwargs = {**case.kwargs, "t": t} if method == "adam_update" else case.kwargs
-        results.append(_to_host(be, getattr(be.ops, method)(*args, **kwargs)))
-    return results, _to_host(be, args)
+        result = case.run(ops, *args, **kwargs) if case.run else getattr(ops, method)(*args, **kwargs)
+        results.append(_to_host(be, _to_nchw(ops, result) if case.layout_results else result))
+    return results, _to_host(be, [_to_nchw(ops, a) if i in case.images else a for i, a in enumerate(args)])
+
+
+def _to_nchw(ops: Any, value: Any) -> Any:
+    """4-D results (images, pooling indices) back to NCHW; everything else as it is."""
+    if isinstance(value, tuple | list):
+        return [_to_nchw(ops, v) for v in value]
+    return ops.from_layout(value) if getattr(value, "ndim", 0) == 4 else value
 
 
 def _cases() -> list[tuple[str, int]]:
@@ -215,7 +325,10 @@ def _exact(got: Any, expected: Any) -> None:
             _exact(g, e)
     elif isinstance(expected, np.ndarray):
         assert got.shape == expected.shape
-        assert got.dtype == expected.dtype
+        if expected.dtype.kind in "iu":  # index arrays may use another integer type (pooling argmax)
+            assert got.dtype.kind in "iu"
+        else:
+            assert got.dtype == expected.dtype
         np.testing.assert_array_equal(got, expected)
     else:
         assert got == expected

@@ -34,17 +34,23 @@ def conv_net_layers(
     """The layers of a CNN taking flat rows of ``image_shape`` pixels: per entry of ``conv_channels`` a block of
     ``convs_per_block`` × (Conv2d with "same" padding, BatchNorm when ``batch_norm``, activation) and a 2x2 max
     pool; then Flatten, per ``hidden`` width Linear, BatchNorm, activation and Dropout(``dropout``); then the
-    Linear to ``num_classes`` logits."""
+    Linear to ``num_classes`` logits.
+
+    The last activation of a block comes after its pool: max-pooling commutes with every activation here, as
+    they are all non-decreasing (max f(z) = f(max z)), so the function is the same and the activation touches a
+    quarter of the values.
+    """
     channels, height, width = image_shape
     layers: list[Layer] = [Unflatten(image_shape)]
     for out in conv_channels:
-        for _ in range(convs_per_block):
+        for i in range(convs_per_block):
             layers.append(Conv2d(channels, out, kernel_size, padding=kernel_size // 2))
             if batch_norm:
                 layers.append(BatchNorm(out))
-            layers.append(activation_layer(activation))
+            if i < convs_per_block - 1:
+                layers.append(activation_layer(activation))
             channels = out
-        layers.append(MaxPool2d(2))
+        layers += [MaxPool2d(2), activation_layer(activation)]
         height, width = height // 2, width // 2
     layers.append(Flatten())
     features = channels * height * width

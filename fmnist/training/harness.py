@@ -63,7 +63,7 @@ class BenchCase:
             layers.append(nn.Unflatten(1, (1, side, side)))
             channels = 1
             for out in self.conv_channels:
-                layers += [nn.Conv2d(channels, out, 3, padding=1), nn.BatchNorm2d(out), act(), nn.MaxPool2d(2)]
+                layers += [nn.Conv2d(channels, out, 3, padding=1), nn.BatchNorm2d(out), nn.MaxPool2d(2), act()]
                 channels, side = out, side // 2
             layers.append(nn.Flatten())
             features = channels * side * side
