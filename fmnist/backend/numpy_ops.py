@@ -71,23 +71,7 @@ class NumpyOps(BufferedOps):
         loops.shift_flip(x, out, u, int(max_shift), bool(flip), int(side))
         return out
 
-    # --- affine layer and activations: out= ufuncs, valid on CuPy too (CupyOps inherits these) ---------------
-
-    def linear(self, x: Any, weight: Any, bias: Any, key: Key = None) -> Any:
-        out = self.workspace("out", key, (int(x.shape[0]), int(weight.shape[1])))
-        self.xp.matmul(x, weight, out=out)
-        out += bias
-        return out
-
-    def linear_backward(
-        self, x: Any, weight: Any, dz: Any, weight_grad: Any, bias_grad: Any, need_dx: bool = True, key: Key = None
-    ) -> Any:
-        xp = self.xp
-        xp.matmul(x.T, dz, out=weight_grad)
-        xp.sum(dz, axis=0, out=bias_grad)
-        if not need_dx:
-            return None
-        return xp.matmul(dz, weight.T, out=self.workspace("grad", key, tuple(x.shape)))
+    # --- activations (the affine layer and the others come from BufferedOps) -------------------------------
 
     def sigmoid(self, z: Any, key: Key = None) -> Any:
         out = self.workspace("out", key, tuple(z.shape))
@@ -97,33 +81,6 @@ class NumpyOps(BufferedOps):
             out += 1.0
             np.reciprocal(out, out=out)
         return out
-
-    def sigmoid_backward(self, a: Any, da: Any, key: Key = None) -> Any:
-        xp = self.xp
-        tmp = self.workspace("act_tmp", key, tuple(a.shape))
-        xp.subtract(1.0, a, out=tmp)
-        tmp *= a
-        return xp.multiply(da, tmp, out=self.workspace("grad", key, tuple(a.shape)))
-
-    def tanh(self, z: Any, key: Key = None) -> Any:
-        return self.xp.tanh(z, out=self.workspace("out", key, tuple(z.shape)))
-
-    def tanh_backward(self, a: Any, da: Any, key: Key = None) -> Any:
-        xp = self.xp
-        tmp = self.workspace("act_tmp", key, tuple(a.shape))
-        xp.multiply(a, a, out=tmp)
-        xp.subtract(1.0, tmp, out=tmp)
-        return xp.multiply(da, tmp, out=self.workspace("grad", key, tuple(a.shape)))
-
-    def relu(self, z: Any, key: Key = None) -> Any:
-        return self.xp.maximum(z, 0.0, out=self.workspace("out", key, tuple(z.shape)))
-
-    def relu_backward(self, a: Any, da: Any, key: Key = None) -> Any:
-        # multiply by the mask rather than assign through it: boolean-mask assignment is several times slower
-        xp = self.xp
-        mask = self.workspace("relu_mask", key, tuple(a.shape), np.bool_)
-        xp.greater(a, 0.0, out=mask)
-        return xp.multiply(da, mask, out=self.workspace("grad", key, tuple(a.shape)))
 
     # --- dropout ------------------------------------------------------------------------------------------------
 
