@@ -58,6 +58,7 @@ VALUES: dict[str, dict[str, tuple[str, tuple[str, ...]]]] = {
         "constant": ("constant", ("const", "fixed", "none")),
         "cosine": ("cosine", ("cos", "cosine_annealing", "cosine_decay")),
         "step": ("step", ("step_lr", "step_decay")),
+        "onecycle": ("onecycle", ("one_cycle", "1cycle", "one_cycle_lr", "onecyclelr")),
     },
 }
 
@@ -118,6 +119,7 @@ PARAMETERS: dict[str, tuple[str, ...]] = {
     "convs_per_block": ("convs", "conv_per_block", "cpb"),
     "kernel_size": ("kernel", "filter_size", "ks"),
     "batch_norm": ("bn", "batchnorm", "use_batch_norm", "batch_normalization", "batch_normalisation"),
+    "conv_dropout": ("feature_dropout", "spatial_dropout"),
     "device": (),
     "seed": ("random_seed", "random_state"),
     "val_fraction": ("validation_split", "val_split", "validation_fraction"),
@@ -199,6 +201,7 @@ SHORT: dict[str, str] = {
     "convs_per_block": "cpb",
     "kernel_size": "ks",
     "batch_norm": "bn",
+    "conv_dropout": "cdo",
 }
 
 

@@ -102,7 +102,7 @@ CASES: dict[str, list[Case]] = {
     ],
     "shift_flip": [
         Case(lambda r: [_f32(r, 9, 784), 2, True, 7, 1], kwargs={"key": "k"}, exact=True),
-        Case(lambda r: [_f32(r, 4, 36), 1, False, 7, 2], kwargs={"side": 6}, exact=True),
+        Case(lambda r: [_f32(r, 4, 36), 1, False, 7, 2], kwargs={"side": 6, "fill": -0.8}, exact=True),
         Case(lambda r: [_f32(r, 4, 64), 0, True, 1, 3], kwargs={"side": 8}, exact=True),
     ],
     "linear": [Case(lambda r: [_f32(r, 8, 20), _f32(r, 20, 16), _f32(r, 16)], kwargs={"key": "k"})],

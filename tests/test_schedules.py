@@ -30,3 +30,21 @@ def test_warmup_rises_linearly_then_decays():
 def test_unknown_schedule():
     with pytest.raises(ValueError, match="constant, cosine"):
         lr_factor("exponential", 10)
+
+
+def test_onecycle_matches_pytorch_onecycle_lr(torch):
+    total = 200
+    ours = lr_factor("onecycle", total)
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([param], lr=1.0)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=1.0, total_steps=total, cycle_momentum=False)
+    reference = []
+    for _ in range(total):
+        reference.append(optimizer.param_groups[0]["lr"])  # the rate of step t = 1, 2, ...
+        optimizer.step()
+        scheduler.step()
+    got = [ours(t) for t in range(1, total + 1)]
+    assert got == pytest.approx(reference, rel=1e-9, abs=1e-12)
+    assert max(got) == pytest.approx(1.0, abs=1e-3)
+    assert got[0] == pytest.approx(1 / 25, rel=0.1)
+    assert got[-1] < 1e-4

@@ -78,7 +78,7 @@ def dropout(x, out, mask, k0, k1, p, scale):  # pragma: no cover - compiled
 
 
 @_jit
-def shift_flip(x, out, u, k, flip, side):  # pragma: no cover - compiled
+def shift_flip(x, out, u, k, flip, side, fill):  # pragma: no cover - compiled
     n = x.shape[0]
     span = np.float32(2 * k + 1)
     for i in range(n):
@@ -92,7 +92,7 @@ def shift_flip(x, out, u, k, flip, side):  # pragma: no cover - compiled
                 if 0 <= sr < side and 0 <= sc < side:
                     out[i, r * side + c] = x[i, sr * side + (side - 1 - sc if mirror else sc)]
                 else:
-                    out[i, r * side + c] = 0.0
+                    out[i, r * side + c] = fill
 
 
 @_jit

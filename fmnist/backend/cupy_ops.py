@@ -74,10 +74,10 @@ extern "C" __global__ void fmnist_gather_scale(const unsigned char* __restrict__
     }
 }
 
-// Mirror (u0 < 1/2, when flip) then shift by floor(u * (2k+1)) - k in each direction, zeros coming in.
+// Mirror (u0 < 1/2, when flip) then shift by floor(u * (2k+1)) - k in each direction, fill coming in.
 extern "C" __global__ void fmnist_shift_flip(const float* __restrict__ x, float* __restrict__ out,
                                              const float* __restrict__ u, const long long n, const int side,
-                                             const int k, const int flip)
+                                             const int k, const int flip, const float fill)
 {
     const long long pixels = (long long)side * side;
     const float span = (float)(2 * k + 1);
@@ -89,7 +89,7 @@ extern "C" __global__ void fmnist_shift_flip(const float* __restrict__ x, float*
         const int dy = min((int)floorf(u[img * 3 + 1] * span), 2 * k) - k;
         const int dx = min((int)floorf(u[img * 3 + 2] * span), 2 * k) - k;
         const int sr = r + dy, sc = c + dx;
-        float value = 0.0f;
+        float value = fill;
         if (sr >= 0 && sr < side && sc >= 0 && sc < side)
             value = x[img * pixels + (long long)sr * side + (mirror ? side - 1 - sc : sc)];
         out[i] = value;
@@ -216,12 +216,20 @@ class CupyOps(BufferedOps):
         return out
 
     def shift_flip(
-        self, x: Any, max_shift: int, flip: bool, seed: int, counter: int, side: int = 28, key: Key = None
+        self,
+        x: Any,
+        max_shift: int,
+        flip: bool,
+        seed: int,
+        counter: int,
+        side: int = 28,
+        fill: float = 0.0,
+        key: Key = None,
     ) -> Any:
         n = int(x.shape[0])
         u = self.uniform((n, 3), seed, counter)
         out = self.workspace("shift_flip", key, tuple(x.shape))
-        args = (x, out, u, np.int64(n), np.int32(side), np.int32(max_shift), np.int32(bool(flip)))
+        args = (x, out, u, np.int64(n), np.int32(side), np.int32(max_shift), np.int32(bool(flip)), np.float32(fill))
         self._launch("fmnist_shift_flip", n * side * side, *args)
         return out
 

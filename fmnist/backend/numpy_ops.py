@@ -61,14 +61,22 @@ class NumpyOps(BufferedOps):
         return out
 
     def shift_flip(
-        self, x: Any, max_shift: int, flip: bool, seed: int, counter: int, side: int = 28, key: Key = None
+        self,
+        x: Any,
+        max_shift: int,
+        flip: bool,
+        seed: int,
+        counter: int,
+        side: int = 28,
+        fill: float = 0.0,
+        key: Key = None,
     ) -> Any:
         if loops.numba is None:
-            return super().shift_flip(x, max_shift, flip, seed, counter, side, key)
+            return super().shift_flip(x, max_shift, flip, seed, counter, side, fill, key)
         n = int(x.shape[0])
         u = self.uniform((n, 3), seed, counter)
         out = self.workspace("shift_flip", key, tuple(x.shape), x.dtype.type)
-        loops.shift_flip(x, out, u, int(max_shift), bool(flip), int(side))
+        loops.shift_flip(x, out, u, int(max_shift), bool(flip), int(side), np.float32(fill))
         return out
 
     # --- activations (the affine layer and the others come from BufferedOps) -------------------------------

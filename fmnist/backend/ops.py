@@ -84,10 +84,19 @@ class Ops:
         return x * scale + shift
 
     def shift_flip(
-        self, x: Any, max_shift: int, flip: bool, seed: int, counter: int, side: int = 28, key: Key = None
+        self,
+        x: Any,
+        max_shift: int,
+        flip: bool,
+        seed: int,
+        counter: int,
+        side: int = 28,
+        fill: float = 0.0,
+        key: Key = None,
     ) -> Any:
         """Augmented copies of the (n, side·side) images ``x``: each mirrored left-right with probability ½ (when
-        ``flip``) and then shifted by (dy, dx) ∈ [-max_shift, max_shift]² with zeros coming in at the border.
+        ``flip``) and then shifted by (dy, dx) ∈ [-max_shift, max_shift]², ``fill`` (the background's value, e.g.
+        -mean/std for standardised pixels) coming in at the border.
 
         Draws (n, 3) uniforms u: mirror when u₀ < ½; the shift of the padded image is ⌊u·(2k+1)⌋ ∈ [0, 2k].
         """
@@ -100,7 +109,7 @@ class Ops:
             images = xp.where(mirror, xp.flip(images, axis=2), images)
         if k > 0:
             width = side + 2 * k
-            padded = be.zeros((n, width, width), dtype=x.dtype)
+            padded = be.zeros((n, width, width), dtype=x.dtype) + fill
             padded[:, k : k + side, k : k + side] = images
             offsets = xp.minimum(be.astype(xp.floor(u[:, 1:] * (2 * k + 1)), xp.int64), 2 * k)
             base = be.arange(side, dtype=xp.int64)

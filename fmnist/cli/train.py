@@ -114,11 +114,14 @@ def train(
         typer.Option("--conv-channels", help="CNN: channels of each convolution block (each ends in a 2x2 max pool)."),
     ] = ",".join(map(str, DEFAULTS.conv_channels)),
     convs_per_block: Annotated[
-        int, typer.Option("--convs-per-block", help="CNN: convolutions in each block.")
-    ] = DEFAULTS.convs_per_block,
+        str, typer.Option("--convs-per-block", help="CNN: convolutions in each block (one count, or one per block).")
+    ] = ",".join(map(str, DEFAULTS.convs_per_block)),
     kernel_size: Annotated[
         int, typer.Option("--kernel-size", help="CNN: convolution kernel size (odd; 'same' padding).")
     ] = DEFAULTS.kernel_size,
+    conv_dropout: Annotated[
+        float, typer.Option("--conv-dropout", help="CNN: dropout rate of the features before the dense head.")
+    ] = DEFAULTS.conv_dropout,
     batch_norm: Annotated[
         bool,
         typer.Option("--batch-norm/--no-batch-norm", help="CNN: batch norm after each convolution and dense layer."),

@@ -32,6 +32,7 @@ def build_model(config: TrainConfig, backend: Any, num_features: int, num_classe
             num_classes=num_classes,
             activation=config.activation,
             dropout=config.dropout,
+            conv_dropout=config.conv_dropout,
         )
     return MLP(
         config.sizes(num_features, num_classes),
@@ -57,9 +58,11 @@ def build_trainer(config: TrainConfig, backend: Any, splits: Splits) -> Trainer:
     )
     augment = None
     if config.augment_shift or config.augment_flip:
+        background = -splits.mean / splits.std  # a black pixel, standardised: what a shift brings in
 
         def augment(x: Any, noise: Any) -> Any:
-            return augment_batch(backend, x, noise, max_shift=config.augment_shift, flip=config.augment_flip)
+            shift, flip = config.augment_shift, config.augment_flip
+            return augment_batch(backend, x, noise, max_shift=shift, flip=flip, fill=background)
 
     return Trainer(
         model=model,

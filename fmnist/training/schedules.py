@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-SCHEDULES = ("constant", "cosine", "step")
+SCHEDULES = ("constant", "cosine", "step", "onecycle")
+ONECYCLE_RISE, ONECYCLE_START, ONECYCLE_END = 0.3, 1 / 25, 1 / 25 / 1e4  # PyTorch OneCycleLR's defaults
 
 
 def lr_factor(
@@ -13,9 +14,10 @@ def lr_factor(
 ) -> Callable[[int], float]:
     """The multiplier for step t = 1, 2, ... of a run of ``total_steps`` steps.
 
-    All schedules start with a linear warm-up over ``warmup_steps``. ``constant``: 1. ``cosine``: ½(1 + cos(π·p))
-    with p the fraction of the remaining steps done, decaying to 0 at the last step. ``step``: ``gamma`` to the
-    power of the number of whole ``step_every`` periods done.
+    All schedules but ``onecycle`` start with a linear warm-up over ``warmup_steps``. ``constant``: 1.
+    ``cosine``: ½(1 + cos(π·p)) with p the fraction of the remaining steps done, decaying to 0 at the last step.
+    ``step``: ``gamma`` to the power of the number of whole ``step_every`` periods done. ``onecycle`` (PyTorch's
+    ``OneCycleLR``): a cosine rise from 1/25 to 1 over the first 30% of the steps, then a cosine fall to 1/25/10⁴.
     """
     if name not in SCHEDULES:
         raise ValueError(f"unknown learning-rate schedule {name!r}; valid: {', '.join(SCHEDULES)}")
@@ -36,4 +38,14 @@ def lr_factor(
             return t / warmup_steps
         return gamma ** ((t - 1) // step_every) if step_every > 0 else 1.0
 
-    return {"cosine": cosine, "step": step, "constant": constant}[name]
+    peak = float(ONECYCLE_RISE * total_steps) - 1  # the step index (from 0) of the highest rate, as PyTorch's
+
+    def onecycle(t: int) -> float:
+        i = min(t, total_steps) - 1
+        if i <= peak:
+            low, q = ONECYCLE_START, i / max(peak, 1.0)
+        else:
+            low, q = ONECYCLE_END, 1.0 - (i - peak) / max(total_steps - 1 - peak, 1.0)
+        return low + (1.0 - low) * 0.5 * (1.0 - math.cos(math.pi * q))
+
+    return {"cosine": cosine, "step": step, "constant": constant, "onecycle": onecycle}[name]
