@@ -73,6 +73,11 @@ def _norm_then_backward(ops, x, gamma, beta, mean, var, dy, gamma_grad, beta_gra
     return ops.batch_norm_backward(dy, saved, gamma, gamma_grad, beta_grad, training, key="bn")
 
 
+def _norm_pool_then_backward(ops, x, gamma, beta, mean, var, dy, gamma_grad, beta_grad, training):
+    _, saved = ops.batch_norm_pool_relu(x, gamma, beta, mean, var, 0.1, 1e-5, training, key="bnp")
+    return ops.batch_norm_pool_relu_backward(dy, saved, gamma, gamma_grad, beta_grad, training, key="bnp")
+
+
 def _bn_args(rng, shape, image):
     c = shape[1]
     x = (_img(rng, *shape) * 2 + 1) if image else _f32(rng, *shape) * 2 + 1
@@ -201,11 +206,20 @@ CASES: dict[str, list[Case]] = {
             kwargs={"key": "k"},
             rtol=1e-4,
         )
-        for g in [(3, 2, 7, 4, 3, 1, 1), (3, 2, 7, 4, 3, 2, 0), (2, 3, 8, 5, 5, 1, 2), (4, 1, 6, 3, 3, 2, 1)]
+        for g in [
+            (3, 2, 7, 4, 3, 1, 1),
+            (3, 2, 7, 4, 3, 2, 0),
+            (2, 3, 8, 5, 5, 1, 2),
+            (4, 1, 6, 3, 3, 2, 1),
+            (4, 1, 6, 3, 3, 1, 1),
+        ]
     ],
     "conv2d_backward": [
         Case(lambda r, g=g: _conv_grads(r, *g), images=(0, 2), outputs=(3, 4), kwargs={"key": "k"}, rtol=1e-4)
         for g in [(3, 2, 7, 4, 3, 1, 1), (3, 2, 7, 4, 3, 2, 0), (2, 3, 8, 5, 5, 1, 2), (4, 1, 6, 3, 3, 2, 1)]
+    ]
+    + [  # a first layer: one channel, no input gradient
+        Case(lambda r: _conv_grads(r, 3, 1, 6, 4, 3, 1, 1), images=(0, 2), outputs=(3, 4), kwargs={"need_dx": False})
     ],
     "max_pool2d": [
         Case(lambda r, g=g: [_img(r, 2, 3, g[0], g[0]), g[1], g[2]], images=(0,), exact=True)
@@ -239,6 +253,35 @@ CASES: dict[str, list[Case]] = {
             run=_norm_then_backward,
         )
         for g in [((4, 3, 5, 5), True), ((4, 3, 5, 5), False), ((9, 6), True), ((9, 6), False)]
+    ],
+    "batch_norm_pool_relu": [
+        Case(
+            lambda r, g=g: [*_bn_args(r, g[0], True), 0.1, 1e-5, g[1], *g[2]],
+            images=(0,),
+            outputs=(3, 4),
+            rtol=1e-4,
+            run=lambda ops, *a: ops.batch_norm_pool_relu(*a, key="bnp")[0],
+        )
+        for g in [
+            ((4, 3, 6, 6), True, (2, 2)),
+            ((4, 3, 6, 6), False, (2, 2)),
+            ((2, 3, 7, 7), True, (2, 2)),
+            ((2, 2, 6, 6), True, (3, 3)),
+        ]
+    ],
+    "batch_norm_pool_relu_backward": [
+        Case(
+            lambda r, g=g: [*_bn_args(r, g[0], True), _img(r, *g[1]), _zeros(g[0][1]), _zeros(g[0][1]), g[2]],
+            images=(0, 5),
+            outputs=(3, 4, 6, 7),
+            rtol=1e-4,
+            run=_norm_pool_then_backward,
+        )
+        for g in [
+            ((4, 3, 6, 6), (4, 3, 3, 3), True),
+            ((4, 3, 6, 6), (4, 3, 3, 3), False),
+            ((2, 3, 7, 7), (2, 3, 3, 3), True),
+        ]
     ],
     "clip_grad_norm": [
         Case(lambda r: [[_f32(r, 50) * 10, _f32(r, 7)], 1.0], outputs=(0,)),

@@ -112,7 +112,7 @@ class NumpyOps(BufferedOps):
     # already the next layer's input (no transpose), and batch norm works on contiguous (pixels, channels) rows.
 
     layout = "NHWC"
-    COL_BUDGET = 8 * 2**20  # bytes of im2col columns per chunk of images: measured best at 4-15 MB on this CPU
+    COL_BUDGET = 4 * 2**20  # bytes of im2col columns per chunk of images: a whole step was fastest at 2-4 MB
 
     def to_layout(self, x: Any, key: Key = None) -> Any:
         n, c, h, w = (int(s) for s in x.shape)
@@ -146,10 +146,27 @@ class NumpyOps(BufferedOps):
         np.copyto(wmat.reshape(k, k, c, out_c), weight.transpose(2, 3, 1, 0))
         return wmat
 
+    def _one_channel_columns(self, x: Any, k: int, padding: int, key: Key) -> Any:
+        """The transposed columns (k·k + 1, pixels) of one-channel images (a first layer), contiguous copies; the
+        last row is ones, so that one product also adds the bias (forward) or sums its gradient (backward)."""
+        n, h, w, _ = (int(s) for s in x.shape)
+        padded = self.workspace("conv_pad", key, (n, h + 2 * padding, w + 2 * padding))  # borders stay zero
+        padded[:, padding : padding + h, padding : padding + w] = x[..., 0]
+        pixels = n * (h + 2 * padding - k + 1) * (w + 2 * padding - k + 1)
+        cols = self.workspace("conv_cols_t", key, (k * k + 1, pixels))
+        loops.im2col_one_channel(padded, k, cols)
+        cols[k * k] = 1.0
+        return cols
+
     def conv2d(self, x: Any, weight: Any, bias: Any, stride: int = 1, padding: int = 0, key: Key = None) -> Any:
-        n, _, out_c, k, oh, ow, columns, chunk = self._conv_plan(x, weight, stride, padding)
+        n, c, out_c, k, oh, ow, columns, chunk = self._conv_plan(x, weight, stride, padding)
         wmat = self._weight_matrix(weight, key)
         y = self.workspace("out", key, (n, oh, ow, out_c))
+        if c == 1 and stride == 1:  # the first layer: one product with the transposed columns, bias included
+            extended = self.workspace("conv_w1", key, (k * k + 1, out_c))
+            extended[: k * k], extended[k * k] = wmat, bias
+            np.matmul(self._one_channel_columns(x, k, padding, key).T, extended, out=y.reshape(-1, out_c))
+            return y
         rows, pixels = y.reshape(-1, out_c), oh * ow
         col = self.workspace("col", "conv", (chunk * pixels, columns))
         for first in range(0, n, chunk):
@@ -174,6 +191,12 @@ class NumpyOps(BufferedOps):
     ) -> Any:
         n, c, out_c, k, oh, ow, columns, chunk = self._conv_plan(x, weight, stride, padding)
         pixels, dy_rows = oh * ow, dy.reshape(-1, out_c)
+        if c == 1 and stride == 1 and not need_dx:  # the first layer: one product gives dW and db
+            dwmat = self.workspace("conv_dw1", key, (columns + 1, out_c))
+            np.matmul(self._one_channel_columns(x, k, padding, key), dy_rows, out=dwmat)
+            np.copyto(weight_grad, dwmat[:columns].reshape(k, k, c, out_c).transpose(3, 2, 0, 1))
+            bias_grad[...] = dwmat[columns]
+            return None
         np.sum(dy_rows, axis=0, out=bias_grad)
         wmat = self._weight_matrix(weight, key) if need_dx else None
         dwmat, partial = (
@@ -208,6 +231,21 @@ class NumpyOps(BufferedOps):
         loops.max_pool_backward(dy, argmax, kernel, stride, dx)
         return dx
 
+    def _bn_statistics(self, m: int, s1: Any, s2: Any, running_mean: Any, running_var: Any, momentum: float,
+                       eps: float, training: bool) -> tuple[Any, Any]:  # fmt: skip
+        """(mean, inv_std) from the shifted moments (training, moving the running statistics) or the running ones."""
+        if training:
+            shifted_mean = s1 / m
+            var = np.maximum(s2 / m - shifted_mean * shifted_mean, 0.0)
+            mean = running_mean + shifted_mean  # float64
+            running_mean *= 1.0 - momentum
+            running_mean += (momentum * mean).astype(np.float32)
+            running_var *= 1.0 - momentum
+            running_var += (momentum * m / max(1, m - 1) * var).astype(np.float32)
+        else:
+            mean, var = running_mean.astype(np.float64), running_var.astype(np.float64)
+        return mean.astype(np.float32), (1.0 / np.sqrt(var + eps)).astype(np.float32)
+
     def batch_norm(
         self,
         x: Any,
@@ -223,28 +261,72 @@ class NumpyOps(BufferedOps):
         channels = int(gamma.shape[0])
         rows = x.reshape(-1, channels)  # (pixels or samples, features): both layouts alike
         m = int(rows.shape[0])
+        s1, s2 = (
+            self.workspace("bn_s1", key, (channels,), np.float64),
+            self.workspace("bn_s2", key, (channels,), np.float64),
+        )
         if training:
-            s1, s2 = (
-                self.workspace("bn_s1", key, (channels,), np.float64),
-                self.workspace("bn_s2", key, (channels,), np.float64),
-            )
             loops.channel_moments(rows, running_mean, s1, s2)
-            shifted_mean = s1 / m
-            var = np.maximum(s2 / m - shifted_mean * shifted_mean, 0.0)
-            mean = running_mean + shifted_mean  # float64
-            running_mean *= 1.0 - momentum
-            running_mean += (momentum * mean).astype(np.float32)
-            running_var *= 1.0 - momentum
-            running_var += (momentum * m / max(1, m - 1) * var).astype(np.float32)
-        else:
-            mean, var = running_mean.astype(np.float64), running_var.astype(np.float64)
-        inv_std = (1.0 / np.sqrt(var + eps)).astype(np.float32)
+        mean, inv_std = self._bn_statistics(m, s1, s2, running_mean, running_var, momentum, eps, training)
         x_hat = self.workspace("bn_xhat", key, tuple(rows.shape))
         y = self.workspace("out", key, tuple(x.shape))
         if y is not x:  # usually it is: batch norm runs in place on the layer before it (one key)
             np.copyto(y, x)
-        loops.normalize(y.reshape(-1, channels), mean.astype(np.float32), inv_std, gamma, beta, x_hat)
+        loops.normalize(y.reshape(-1, channels), mean, inv_std, gamma, beta, x_hat)
         return y, (x_hat, inv_std)
+
+    def batch_norm_pool_relu(
+        self,
+        x: Any,
+        gamma: Any,
+        beta: Any,
+        running_mean: Any,
+        running_var: Any,
+        momentum: float,
+        eps: float,
+        training: bool,
+        kernel: int = 2,
+        stride: int = 2,
+        key: Key = None,
+    ) -> tuple[Any, Any]:
+        n, h, w, c = (int(s) for s in x.shape)
+        if (kernel, stride) != (2, 2) or h % 2 or w % 2:
+            return super().batch_norm_pool_relu(
+                x, gamma, beta, running_mean, running_var, momentum, eps, training, kernel, stride, key
+            )
+        shape = (n, h // 2, w // 2, c)
+        s1, s2 = self.workspace("bn_s1", key, (c,), np.float64), self.workspace("bn_s2", key, (c,), np.float64)
+        vmax, vmin = self.workspace("bnp_max", key, shape), self.workspace("bnp_min", key, shape)
+        imax, imin = self.workspace("bnp_imax", key, shape, np.uint8), self.workspace("bnp_imin", key, shape, np.uint8)
+        loops.bn_moments_minmax_pool2(x, running_mean, s1, s2, vmax, imax, vmin, imin)  # one read of x
+        mean, inv_std = self._bn_statistics(n * h * w, s1, s2, running_mean, running_var, momentum, eps, training)
+        scale = gamma * inv_std
+        bias = (beta - mean * scale).astype(np.float32)
+        y, argmax = self.workspace("out", key, shape), self.workspace("pool_argmax", key, shape, np.uint8)
+        x_hat = self.workspace("bnp_xhat", key, shape)
+        loops.bn_relu_pick(vmax, imax, vmin, imin, scale, bias, mean, inv_std, y, argmax, x_hat)
+        return y, (x, y, argmax, x_hat, mean, inv_std)
+
+    def batch_norm_pool_relu_backward(
+        self,
+        dy: Any,
+        saved: Any,
+        gamma: Any,
+        gamma_grad: Any,
+        beta_grad: Any,
+        training: bool,
+        kernel: int = 2,
+        stride: int = 2,
+        key: Key = None,
+    ) -> Any:
+        if len(saved) != 6:  # the composite path ran (odd sizes or another window)
+            return super().batch_norm_pool_relu_backward(
+                dy, saved, gamma, gamma_grad, beta_grad, training, kernel, stride, key
+            )
+        x, y, argmax, x_hat, mean, inv_std = saved
+        dx = self.workspace("grad", key, tuple(x.shape))
+        loops.bn_pool_relu_backward(dy, y, argmax, x_hat, x, mean, inv_std, gamma, training, gamma_grad, beta_grad, dx)
+        return dx
 
     def batch_norm_backward(
         self, dy: Any, saved: Any, gamma: Any, gamma_grad: Any, beta_grad: Any, training: bool, key: Key = None

@@ -351,6 +351,45 @@ class Ops:
         m = dy.size // int(gamma.shape[0])
         return (scale / m) * (m * dy - sum_dy - x_hat * sum_dy_xhat)
 
+    def batch_norm_pool_relu(
+        self,
+        x: Any,
+        gamma: Any,
+        beta: Any,
+        running_mean: Any,
+        running_var: Any,
+        momentum: float,
+        eps: float,
+        training: bool,
+        kernel: int = 2,
+        stride: int = 2,
+        key: Key = None,
+    ) -> tuple[Any, Any]:
+        """relu(max_pool2d(batch_norm(x))) in one call, the end of a convolution block; returns (y, saved). The
+        same three formulas as their own methods (a fast class may fuse them into fewer passes)."""
+        z, normalized = self.batch_norm(x, gamma, beta, running_mean, running_var, momentum, eps, training, key)
+        pooled, argmax = self.max_pool2d(z, kernel, stride, key)
+        y = self.relu(pooled, key)
+        return y, (normalized, argmax, tuple(int(s) for s in z.shape), y)
+
+    def batch_norm_pool_relu_backward(
+        self,
+        dy: Any,
+        saved: Any,
+        gamma: Any,
+        gamma_grad: Any,
+        beta_grad: Any,
+        training: bool,
+        kernel: int = 2,
+        stride: int = 2,
+        key: Key = None,
+    ) -> Any:
+        """The backward of ``batch_norm_pool_relu``: through the ReLU, the pooling and the batch norm in turn."""
+        normalized, argmax, shape, y = saved
+        dpooled = self.relu_backward(y, dy, key)
+        dz = self.max_pool2d_backward(dpooled, argmax, shape, kernel, stride, key)
+        return self.batch_norm_backward(dz, normalized, gamma, gamma_grad, beta_grad, training, key)
+
     # --- losses on logits ---------------------------------------------------------------------------------------
 
     def one_hot(self, y: Any, num_classes: int, dtype: Any) -> Any:

@@ -15,7 +15,7 @@ from typing import Any
 
 from fmnist.backend import Backend, NoiseStream, get_backend
 from fmnist.network.init import get_initializer
-from fmnist.network.layers import Conv2d, Layer, Linear, Unflatten, layer_from_spec
+from fmnist.network.layers import BatchNorm, Conv2d, Layer, Linear, MaxPool2d, ReLU, Unflatten, layer_from_spec
 from fmnist.network.parameters import FlatParameters, Parameter
 
 
@@ -112,9 +112,34 @@ class Sequential:
                 above = key
             layer.backward_key = above
         first = next((i for i, layer in enumerate(self.layers) if layer.params), len(self.layers))
-        self._first_trained = first
         for i, layer in enumerate(self.layers):
             layer.input_grad = i > first
+        self._plan = self._fuse()
+        self._trained = [step for step in self._plan if any(layer.params for layer in _members(step))]
+
+    def _fuse(self) -> list[Any]:
+        """The layers as the passes run them: a batch norm of images followed by a 2x2 max pool and a ReLU (in
+        either order: they commute) runs as one ``Ops.batch_norm_pool_relu`` call, which a fast class fuses."""
+        plan: list[Any] = []
+        i = 0
+        while i < len(self.layers):
+            group = self.layers[i : i + 3]
+            shape = self.shapes[i]
+            if (
+                len(group) == 3
+                and isinstance(group[0], BatchNorm)
+                and {type(group[1]), type(group[2])} == {MaxPool2d, ReLU}
+                and shape is not None
+                and len(shape) == 3
+            ):
+                pool = group[1] if isinstance(group[1], MaxPool2d) else group[2]
+                if (pool.kernel_size, pool.stride) == (2, 2):
+                    plan.append(_BatchNormPoolReLU(group[0], pool, group))
+                    i += 3
+                    continue
+            plan.append(self.layers[i])
+            i += 1
+        return plan
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any], backend: Backend | str = "cpu") -> Sequential:
@@ -140,8 +165,8 @@ class Sequential:
         self._noise = noise
         if x.ndim == 4:
             x = self.backend.ops.to_layout(x)
-        for layer in self.layers:
-            x = layer.forward(x)
+        for step in self._plan:
+            x = step.forward(x)
         return x
 
     __call__ = forward
@@ -149,8 +174,9 @@ class Sequential:
     def backward(self, dlogits: Any) -> None:
         """Back-propagate dL/dlogits through the last ``forward`` and overwrite every parameter's ``grad``."""
         dy = dlogits
-        for layer in reversed(self.layers[self._first_trained :]):
-            dy = layer.backward(dy)
+        first = self._plan.index(self._trained[0]) if self._trained else len(self._plan)
+        for step in reversed(self._plan[first:]):
+            dy = step.backward(dy)
 
     def train(self, mode: bool = True) -> Sequential:
         """Training mode (batch statistics, dropout) or, with ``mode=False``, evaluation mode."""
@@ -235,3 +261,34 @@ class Sequential:
     def __repr__(self) -> str:
         inner = ",\n  ".join(layer.describe() for layer in self.layers)
         return f"Sequential([\n  {inner}\n])"
+
+
+class _BatchNormPoolReLU:
+    """A batch norm of images, a 2x2 max pool and a ReLU run as one ``Ops`` call (their layers keep their
+    parameters, buffers, modes and keys); the model's passes call it in their place."""
+
+    def __init__(self, norm: BatchNorm, pool: MaxPool2d, layers: list[Layer]):
+        self.norm, self.pool, self.layers = norm, pool, layers
+
+    def forward(self, x: Any) -> Any:
+        bn = self.norm
+        g, b = bn.params["weight"].data, bn.params["bias"].data
+        rm, rv = bn.buffers["running_mean"], bn.buffers["running_var"]
+        self._trained = bn.training
+        y, self._saved = bn.ops.batch_norm_pool_relu(
+            x, g, b, rm, rv, bn.momentum, bn.eps, bn.training, self.pool.kernel_size, self.pool.stride,
+            key=self.pool.key,
+        )  # fmt: skip
+        return y
+
+    def backward(self, dy: Any) -> Any:
+        bn = self.norm
+        g, b = bn.params["weight"], bn.params["bias"]
+        return bn.ops.batch_norm_pool_relu_backward(
+            dy, self._saved, g.data, g.grad, b.grad, self._trained, self.pool.kernel_size, self.pool.stride,
+            key=bn.backward_key,
+        )  # fmt: skip
+
+
+def _members(step: Any) -> list[Layer]:
+    return step.layers if isinstance(step, _BatchNormPoolReLU) else [step]
