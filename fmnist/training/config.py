@@ -44,7 +44,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "conv_dropout": 0.1,
         "hidden_sizes": (128,),
         "dropout": 0.3,
-        "epochs": 20,
+        "epochs": 24,
         "batch_size": 128,
         "optimizer": "adam",
         "learning_rate": 3e-3,
