@@ -23,7 +23,7 @@ from fmnist.sweep.results import leaderboard
 from fmnist.sweep.retry import ATTEMPTS, CONTINUES, MAX_RETRIES, NOT_COUNTED, RETRY_OF, STOPPED, Recovery
 from fmnist.sweep.spec import decode, encode
 from fmnist.sweep.storage import HEARTBEAT, Heartbeat
-from fmnist.sweep.study import Pruner, open_study
+from fmnist.sweep.study import OVER_CAP, Pruner, open_study
 from fmnist.training.config import TrainConfig
 
 from test_sweep import tiny_fashion  # noqa: F401 - the tiny data set, here and in the sweeps' own processes
@@ -369,7 +369,12 @@ def test_eight_workers_share_one_sqlite_study(tmp_path):
     assert "locked" not in result.stdout + result.stderr
     study = load(None, out, study_name(tmp_path))
     done = [t for t in study.get_trials() if t.state == TrialState.COMPLETE]
-    assert len(study.get_trials()) == len(done) == 16
+    assert len(done) == 16
+    # Racing workers may each ask for the last place: the losers' trials are closed at once, never run or counted.
+    extra = [t for t in study.get_trials() if t.state != TrialState.COMPLETE]
+    assert all(t.state == TrialState.FAIL and t.user_attrs[NOT_COUNTED] == OVER_CAP for t in extra), extra
+    assert all("run_dir" not in t.user_attrs for t in extra)
+    assert len(extra) < 8
     assert len({t.params["learning_rate"] for t in done}) == 16
     assert all((Path(t.user_attrs["run_dir"]) / "summary.json").is_file() for t in done)
     trained = epochs_trained(log)
