@@ -11,8 +11,9 @@ import threading
 import pytest
 
 from fmnist.backend import Backend, BackendUnavailableError, get_backend
+from fmnist.data import FASHION_MNIST, registry
 
-from helpers import QuietHandler
+from helpers import QuietHandler, learnable_arrays, write_tiny_mnist
 
 
 @functools.cache
@@ -100,6 +101,18 @@ def cpu64():
 def torch():
     """PyTorch as a test oracle; tests using it skip cleanly where it is absent."""
     return pytest.importorskip("torch", reason="PyTorch is not installed (pip install torch==2.13.0)")
+
+
+@pytest.fixture
+def tiny_fashion(tmp_path, monkeypatch):
+    """A learnable tiny 'fashion-mnist' in a data dir, pinned in the registry; no cache, system dir or mirrors.
+    Returns its arrays."""
+    monkeypatch.setenv("FMNIST_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("FMNIST_MIRRORS", raising=False)
+    spec, arrays = write_tiny_mnist(tmp_path / "data", learnable_arrays(), base=FASHION_MNIST)
+    monkeypatch.setitem(registry.DATASETS, "fashion-mnist", spec)
+    monkeypatch.setenv("FMNIST_DATA_DIR", str(tmp_path / "data"))
+    return arrays
 
 
 @pytest.fixture

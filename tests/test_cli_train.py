@@ -24,22 +24,13 @@ from fmnist.training.fit import TrainingInterrupted
 from fmnist.training.modelio import load_model
 from fmnist.training.run import train_run
 
-from helpers import StopWhen, learnable_arrays, write_tiny_mnist
+from helpers import StopWhen
+
+pytestmark = pytest.mark.usefixtures("tiny_fashion")
 
 runner = CliRunner()
 SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
 FAST = ["-e", "2", "-b", "32", "-sz", "32", "-nhl", "1"]
-
-
-@pytest.fixture(autouse=True)
-def tiny_fashion(tmp_path, monkeypatch):
-    """A learnable tiny 'fashion-mnist' in a data dir, pinned in the registry; no cache, system dir or mirrors."""
-    monkeypatch.setenv("FMNIST_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.delenv("FMNIST_MIRRORS", raising=False)
-    spec, arrays = write_tiny_mnist(tmp_path / "data", learnable_arrays(), base=FASHION_MNIST)
-    monkeypatch.setitem(registry.DATASETS, "fashion-mnist", spec)
-    monkeypatch.setenv("FMNIST_DATA_DIR", str(tmp_path / "data"))
-    return arrays
 
 
 def invoke(*args: str):
@@ -570,3 +561,23 @@ main()
     epochs = [line for line in lines if line.startswith("epoch ")]
     assert [line.split()[1] for line in epochs] == ["1/3", "2/3", "3/3"]
     assert all("train " in line and "val " in line and "samples/s" in line for line in epochs)
+
+
+def test_model_and_checkpoint_files_of_format_version_1_still_load(tmp_path):
+    """Files written before models recorded their architecture (format 1: sizes and activation, no buffers)."""
+    import json as json_module
+
+    out = tmp_path / "run"
+    train_ok(out, "-e", "1")
+    with np.load(out / "model.npz") as archive:
+        arrays = {name: archive[name] for name in archive.files if name != "__meta__"}
+        meta = json_module.loads(str(archive["__meta__"]))
+    old = {k: meta[k] for k in ("format", "kind", "dataset", "class_names", "normalization", "sizes", "activation")}
+    np.savez(out / "model.npz", __meta__=np.array(json_module.dumps({**old, "version": 1})), **arrays)
+    model, loaded = load_model(out / "model.npz")
+    assert loaded["version"] == 1
+    assert model.sizes == [784, 32, 10]
+    result = invoke("evaluate", str(out))
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert f"accuracy {summary['test_accuracy']:.2%}" in result.output

@@ -10,26 +10,17 @@ import pytest
 from typer.testing import CliRunner
 
 from fmnist.cli import app
-from fmnist.data import FASHION_MNIST, registry
 from fmnist.training.config import PRESETS, TrainConfig
 from fmnist.training.fit import TrainingInterrupted
 from fmnist.training.modelio import load_model
 from fmnist.training.run import train_run
 
-from helpers import StopWhen, learnable_arrays, write_tiny_mnist
+from helpers import StopWhen
+
+pytestmark = pytest.mark.usefixtures("tiny_fashion")
 
 runner = CliRunner()
 CNN = ["--model", "cnn", "--conv-channels", "4,8", "--convs-per-block", "1,2", "-nhl", "1", "-sz", "16", "-b", "32"]
-
-
-@pytest.fixture(autouse=True)
-def tiny_fashion(tmp_path, monkeypatch):
-    monkeypatch.setenv("FMNIST_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.delenv("FMNIST_MIRRORS", raising=False)
-    spec, arrays = write_tiny_mnist(tmp_path / "data", learnable_arrays(), base=FASHION_MNIST)
-    monkeypatch.setitem(registry.DATASETS, "fashion-mnist", spec)
-    monkeypatch.setenv("FMNIST_DATA_DIR", str(tmp_path / "data"))
-    return arrays
 
 
 def invoke(*args: str):
@@ -56,6 +47,12 @@ def test_train_evaluate_and_predict_a_cnn(tmp_path):
     prediction = invoke("predict", str(out), "--index", "3")
     assert prediction.exit_code == 0, prediction.output
     assert "predicted" in prediction.output
+    import matplotlib.pyplot as plt
+
+    plt.imsave(tmp_path / "mine.png", np.random.default_rng(0).integers(0, 255, (28, 28)).astype(np.uint8), cmap="gray")
+    own = invoke("predict", str(out), "--image", str(tmp_path / "mine.png"))
+    assert own.exit_code == 0, own.output
+    assert "predicted" in own.output
     assert (out / "report.html").is_file()
 
 

@@ -19,14 +19,14 @@ import pytest
 
 from fmnist.backend import NoiseStream, get_backend
 from fmnist.backend.cupy_ops import SOURCE
-from fmnist.data import FASHION_MNIST, DeviceData, registry
+from fmnist.data import DeviceData
 from fmnist.network import MLP, get_loss, get_optimizer
 from fmnist.training.config import TrainConfig
 from fmnist.training.fit import Trainer, TrainingInterrupted
 from fmnist.training.inference import evaluate
 from fmnist.training.run import train_run
 
-from helpers import StopWhen, learnable_arrays, write_tiny_mnist
+from helpers import StopWhen
 
 TESTS = Path(__file__).resolve().parent
 SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -83,16 +83,6 @@ def test_a_training_epoch_syncs_once_per_report_plus_validation(simulated_gpu_ba
     with simgpu.count_syncs() as syncs:
         evaluate(trainer.model, trainer.val, trainer.loss_fn)
     assert syncs.count == 1, str(syncs)
-
-
-@pytest.fixture
-def tiny_fashion(tmp_path, monkeypatch):
-    monkeypatch.setenv("FMNIST_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.delenv("FMNIST_MIRRORS", raising=False)
-    spec, arrays = write_tiny_mnist(tmp_path / "data", learnable_arrays(), base=FASHION_MNIST)
-    monkeypatch.setitem(registry.DATASETS, "fashion-mnist", spec)
-    monkeypatch.setenv("FMNIST_DATA_DIR", str(tmp_path / "data"))
-    return arrays
 
 
 def _weights(run_dir: Path) -> dict[str, np.ndarray]:

@@ -11,7 +11,6 @@ import pytest
 from typer.testing import CliRunner
 
 from fmnist.cli import app
-from fmnist.data import FASHION_MNIST, registry
 from fmnist.sweep.spec import SweepError, parse_sweep
 from fmnist.training import builder
 from fmnist.training.callbacks import Callback
@@ -19,19 +18,11 @@ from fmnist.training.config import TrainConfig
 from fmnist.training.fit import DivergenceError, TrainingInterrupted
 from fmnist.training.run import train_run
 
-from helpers import StopWhen, learnable_arrays, write_tiny_mnist
+from helpers import StopWhen
+
+pytestmark = pytest.mark.usefixtures("tiny_fashion")
 
 STEPS = 17  # 540 training images / batch 32
-
-
-@pytest.fixture(autouse=True)
-def tiny_fashion(tmp_path, monkeypatch):
-    monkeypatch.setenv("FMNIST_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.delenv("FMNIST_MIRRORS", raising=False)
-    spec, arrays = write_tiny_mnist(tmp_path / "data", learnable_arrays(), base=FASHION_MNIST)
-    monkeypatch.setitem(registry.DATASETS, "fashion-mnist", spec)
-    monkeypatch.setenv("FMNIST_DATA_DIR", str(tmp_path / "data"))
-    return arrays
 
 
 class Recorder(Callback):
