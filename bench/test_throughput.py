@@ -9,9 +9,9 @@ from __future__ import annotations
 import pytest
 
 from fmnist.backend import BackendUnavailableError, get_backend
+from fmnist.benchmark import BenchCase, fmnist_throughput, synthetic_data
 from fmnist.data import DeviceData
 from fmnist.network import MLP, get_loss, get_optimizer
-from fmnist.training.harness import BenchCase, fmnist_throughput, synthetic_data
 
 SIZES = (784, 128, 128, 128, 128, 128, 10)
 BATCHES = [64, 256, 1024, 4096]
@@ -66,6 +66,6 @@ def test_train_step(benchmark, backend, batch):
 @pytest.mark.parametrize("batch", [64, 1024])
 def test_epoch(benchmark, backend, batch):
     benchmark.group = f"epoch {backend.name}"
-    case = BenchCase(sizes=SIZES, batch_size=batch, samples=60000)
+    case = BenchCase.mlp(SIZES, batch_size=batch, samples=60000)
     samples_per_second = benchmark.pedantic(fmnist_throughput, args=(case, backend), kwargs={"epochs": 1}, rounds=1)
     benchmark.extra_info["samples_per_second"] = samples_per_second

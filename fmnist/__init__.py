@@ -1,3 +1,4 @@
-"""fmnist: a from-scratch MLP trainer for Fashion-MNIST and MNIST on NumPy (CPU) or CuPy (GPU)."""
+"""fmnist: from-scratch MLPs and CNNs for Fashion-MNIST and MNIST, every gradient written by hand, on NumPy (CPU)
+or CuPy (GPU)."""
 
 __version__ = "0.1.0"

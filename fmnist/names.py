@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable, Mapping
+from typing import TypeVar
+
+T = TypeVar("T")
 
 # kind -> canonical value -> (how people see it in help and errors, other spellings)
 VALUES: dict[str, dict[str, tuple[str, tuple[str, ...]]]] = {
@@ -332,3 +335,27 @@ def flag(field: str) -> str:
 def short(field: str) -> str:
     """A short name of a field for narrow tables and directory names (``hl``, ``bs``, ``opt``...)."""
     return SHORT.get(field, field)
+
+
+def lookup(kind: str, name: str, table: Mapping[str, T], spellings: Mapping[str, str] | None = None) -> T:
+    """``table[name]`` for any spelling of ``name`` that this table accepts (``ReLU``, ``relu``, ``nesterov`` for
+    ``nag``...): how the network library finds an activation, initialiser, loss or optimizer by name.
+    ``spellings`` maps table keys to how they are shown in the error.
+
+    Raises:
+        UnknownNameError (a ValueError): ``name`` is unknown; the one-line message suggests the nearest name and
+        lists every valid one.
+    """
+    table_kind = kind_of(kind)
+    candidates = [str(name), str(name).lower()]
+    if table_kind is not None:
+        candidates.append(resolve(table_kind, name) or "")
+    for candidate in candidates:
+        if candidate in table:
+            return table[candidate]
+    if table_kind is not None and set(table) == set(values(table_kind)):
+        canonical(table_kind, name)  # raises: nearest of every accepted spelling, the valid ones listed
+    spellings = spellings or {}
+    valid = [spellings.get(k) or (display(table_kind, k) if table_kind else k) for k in table]
+    index = {key(s): (s, s) for s in valid}
+    raise UnknownNameError(kind, name, valid, suggest(name, index))

@@ -1,6 +1,6 @@
 """``NumpyOps``: the CPU's fast versions of the ``Ops`` primitives, same signatures, same formulas.
 
-Where the speed comes from (see ../README.md "Performance"):
+Where the speed comes from (the README's "Performance" section has the measurements):
 
 - preallocated workspaces per call site (``key``) and shape, so no fresh memory is touched in the step (first
   touch of new pages is slow). A forward chain with one key (affine, then activation) shares one buffer, and so
@@ -16,14 +16,29 @@ Every override is held to its ``Ops`` method by the per-method parity tests.
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from fmnist.backend import _numba_loops as loops
 from fmnist.backend.buffered_ops import BufferedOps
-from fmnist.backend.ops import Key, draw_key
+from fmnist.backend.ops import AdamStep, Key, MomentumStep, RmspropStep, SgdStep, draw_key
+
+
+def compiled(method: Callable) -> Callable:
+    """A method whose body calls the compiled loops: where Numba is missing (a broken install), the readable
+    ``Ops`` method of the same name runs instead, with the same arguments."""
+
+    @functools.wraps(method)
+    def dispatch(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if loops.numba is None:
+            return getattr(BufferedOps, method.__name__)(self, *args, **kwargs)
+        return method(self, *args, **kwargs)
+
+    return dispatch
 
 
 class NumpyOps(BufferedOps):
@@ -42,9 +57,8 @@ class NumpyOps(BufferedOps):
 
     # --- random numbers and data -------------------------------------------------------------------------------
 
+    @compiled
     def uniform(self, shape: tuple[int, ...], seed: int, counter: int) -> Any:
-        if loops.numba is None:
-            return super().uniform(shape, seed, counter)
         out = np.empty(shape, dtype=np.float32)
         loops.uniform(out.reshape(-1), *draw_key(seed, counter))
         return out
@@ -60,6 +74,7 @@ class NumpyOps(BufferedOps):
             out += np.float32(shift)
         return out
 
+    @compiled
     def shift_flip(
         self,
         x: Any,
@@ -71,8 +86,6 @@ class NumpyOps(BufferedOps):
         fill: float = 0.0,
         key: Key = None,
     ) -> Any:
-        if loops.numba is None:
-            return super().shift_flip(x, max_shift, flip, seed, counter, side, fill, key)
         n = int(x.shape[0])
         u = self.uniform((n, 3), seed, counter)
         out = self.workspace("shift_flip", key, tuple(x.shape), x.dtype.type)
@@ -92,9 +105,8 @@ class NumpyOps(BufferedOps):
 
     # --- dropout ------------------------------------------------------------------------------------------------
 
+    @compiled
     def dropout(self, a: Any, p: float, seed: int, counter: int, key: Key = None) -> tuple[Any, Any]:
-        if loops.numba is None:
-            return super().dropout(a, p, seed, counter, key)
         shape = tuple(a.shape)
         out, mask = self.workspace("dropout", key, shape), self.workspace("dropout_mask", key, shape)
         k0, k1 = draw_key(seed, counter)
@@ -384,90 +396,22 @@ class NumpyOps(BufferedOps):
 
     # --- optimizer rules: one compiled pass over the flat buffer --------------------------------------------------
 
-    def sgd_update(self, data: Any, grad: Any, *, lr: float, weight_decay: float, decoupled: bool) -> None:
-        if loops.numba is None:
-            return super().sgd_update(data, grad, lr=lr, weight_decay=weight_decay, decoupled=decoupled)
-        loops.sgd(_flat(data), _flat(grad), lr, *_decay_terms(lr, weight_decay, decoupled))
+    @compiled
+    def sgd_update(self, data: Any, grad: Any, hp: SgdStep) -> None:
+        loops.sgd(_flat(data), _flat(grad), hp.lr, *hp.decay_terms())
 
-    def momentum_update(
-        self,
-        data: Any,
-        grad: Any,
-        buf: Any,
-        *,
-        lr: float,
-        momentum: float,
-        nesterov: bool,
-        weight_decay: float,
-        decoupled: bool,
-    ) -> None:
-        if loops.numba is None:
-            return super().momentum_update(
-                data,
-                grad,
-                buf,
-                lr=lr,
-                momentum=momentum,
-                nesterov=nesterov,
-                weight_decay=weight_decay,
-                decoupled=decoupled,
-            )
-        decay = _decay_terms(lr, weight_decay, decoupled)
-        loops.momentum(_flat(data), _flat(grad), _flat(buf), lr, momentum, nesterov, *decay)
+    @compiled
+    def momentum_update(self, data: Any, grad: Any, buf: Any, hp: MomentumStep) -> None:
+        loops.momentum(_flat(data), _flat(grad), _flat(buf), hp.lr, hp.momentum, hp.nesterov, *hp.decay_terms())
 
-    def rmsprop_update(
-        self,
-        data: Any,
-        grad: Any,
-        square_avg: Any,
-        *,
-        lr: float,
-        beta: float,
-        eps: float,
-        weight_decay: float,
-        decoupled: bool,
-    ) -> None:
-        if loops.numba is None:
-            return super().rmsprop_update(
-                data, grad, square_avg, lr=lr, beta=beta, eps=eps, weight_decay=weight_decay, decoupled=decoupled
-            )
-        decay = _decay_terms(lr, weight_decay, decoupled)
-        loops.rmsprop(_flat(data), _flat(grad), _flat(square_avg), lr, beta, eps, *decay)
+    @compiled
+    def rmsprop_update(self, data: Any, grad: Any, square_avg: Any, hp: RmspropStep) -> None:
+        loops.rmsprop(_flat(data), _flat(grad), _flat(square_avg), hp.lr, hp.beta, hp.eps, *hp.decay_terms())
 
-    def adam_update(
-        self,
-        data: Any,
-        grad: Any,
-        m: Any,
-        v: Any,
-        *,
-        lr: float,
-        beta1: float,
-        beta2: float,
-        eps: float,
-        t: int,
-        nesterov: bool,
-        weight_decay: float,
-        decoupled: bool,
-    ) -> None:
-        if loops.numba is None:
-            return super().adam_update(
-                data,
-                grad,
-                m,
-                v,
-                lr=lr,
-                beta1=beta1,
-                beta2=beta2,
-                eps=eps,
-                t=t,
-                nesterov=nesterov,
-                weight_decay=weight_decay,
-                decoupled=decoupled,
-            )
-        coefficients = adam_coefficients(beta1, beta2, t, nesterov)
-        decay = _decay_terms(lr, weight_decay, decoupled)
-        loops.adam(_flat(data), _flat(grad), _flat(m), _flat(v), lr, beta1, beta2, eps, *coefficients, *decay)
+    @compiled
+    def adam_update(self, data: Any, grad: Any, m: Any, v: Any, hp: AdamStep) -> None:
+        args = (hp.lr, hp.beta1, hp.beta2, hp.eps, *hp.coefficients(), *hp.decay_terms())
+        loops.adam(_flat(data), _flat(grad), _flat(m), _flat(v), *args)
 
     def clip_grad_norm(self, grads: list[Any], max_norm: float) -> None:
         norm = math.sqrt(sum(float(np.dot(_flat(g), _flat(g))) for g in grads))  # host floats: this is the host
@@ -475,22 +419,6 @@ class NumpyOps(BufferedOps):
         if scale < 1.0:
             for g in grads:
                 g *= np.float32(scale)
-
-
-def adam_coefficients(beta1: float, beta2: float, t: int, nesterov: bool) -> tuple[float, float, float]:
-    """Adam's bias corrections folded into three host constants, so that one pass computes
-    θ -= lr·(c_m·m + c_g·g) / (√v·c_v + ε): c_m = 1/(1-β₁ᵗ) (Nadam: β₁/(1-β₁ᵗ)), c_g = 0 (Nadam: (1-β₁)/(1-β₁ᵗ)),
-    c_v = 1/√(1-β₂ᵗ)."""
-    bc1 = 1.0 - beta1**t
-    c_m, c_g = (beta1 / bc1, (1.0 - beta1) / bc1) if nesterov else (1.0 / bc1, 0.0)
-    return c_m, c_g, 1.0 / math.sqrt(1.0 - beta2**t)
-
-
-def _decay_terms(lr: float, weight_decay: float, decoupled: bool) -> tuple[float, float]:
-    """(l2, shrink): g = ∇L + l2·θ, then θ ← shrink·θ before the rule's step (see ``Ops._decayed``)."""
-    if decoupled:
-        return 0.0, 1.0 - lr * weight_decay
-    return weight_decay, 1.0
 
 
 def _flat(x: Any) -> Any:

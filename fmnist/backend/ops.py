@@ -23,6 +23,7 @@ Conventions shared by every implementation:
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 Key = Any
@@ -440,88 +441,52 @@ class Ops:
         return self.xp.sum(self.backend.astype(hits, logits.dtype))
 
     # --- optimizer rules (in place on the parameters and their state) -----------------------------------------
-    # Weight decay comes in two forms: L2 adds λθ to the gradient (g = ∇L + λθ); decoupled (AdamW-style) shrinks
-    # the parameters first, θ ← θ(1 - lr·λ), and leaves the gradient alone.
+    # Each rule takes its hyperparameters as one record (``SgdStep``, ``MomentumStep``, ``RmspropStep``,
+    # ``AdamStep``: see below). Weight decay comes in two forms: L2 adds λθ to the gradient (g = ∇L + λθ);
+    # decoupled (AdamW-style) shrinks the parameters first, θ ← θ(1 - lr·λ), and leaves the gradient alone.
 
-    def _decayed(self, data: Any, grad: Any, lr: float, weight_decay: float, decoupled: bool) -> Any:
-        if not weight_decay:
+    def _decayed(self, data: Any, grad: Any, hp: SgdStep) -> Any:
+        if not hp.weight_decay:
             return grad
-        if decoupled:
-            data *= 1.0 - lr * weight_decay
+        if hp.decoupled:
+            data *= 1.0 - hp.lr * hp.weight_decay
             return grad
-        return grad + weight_decay * data
+        return grad + hp.weight_decay * data
 
-    def sgd_update(self, data: Any, grad: Any, *, lr: float, weight_decay: float, decoupled: bool) -> None:
+    def sgd_update(self, data: Any, grad: Any, hp: SgdStep) -> None:
         """θ ← θ - lr·g."""
-        g = self._decayed(data, grad, lr, weight_decay, decoupled)
-        data -= lr * g
+        g = self._decayed(data, grad, hp)
+        data -= hp.lr * g
 
-    def momentum_update(
-        self,
-        data: Any,
-        grad: Any,
-        buf: Any,
-        *,
-        lr: float,
-        momentum: float,
-        nesterov: bool,
-        weight_decay: float,
-        decoupled: bool,
-    ) -> None:
+    def momentum_update(self, data: Any, grad: Any, buf: Any, hp: MomentumStep) -> None:
         """b ← μb + g;  θ ← θ - lr·b, or with ``nesterov`` the look-ahead step θ ← θ - lr·(g + μb)."""
-        g = self._decayed(data, grad, lr, weight_decay, decoupled)
-        buf *= momentum
+        g = self._decayed(data, grad, hp)
+        buf *= hp.momentum
         buf += g
-        data -= lr * (g + momentum * buf if nesterov else buf)
+        data -= hp.lr * (g + hp.momentum * buf if hp.nesterov else buf)
 
-    def rmsprop_update(
-        self,
-        data: Any,
-        grad: Any,
-        square_avg: Any,
-        *,
-        lr: float,
-        beta: float,
-        eps: float,
-        weight_decay: float,
-        decoupled: bool,
-    ) -> None:
+    def rmsprop_update(self, data: Any, grad: Any, square_avg: Any, hp: RmspropStep) -> None:
         """v ← βv + (1-β)g²;  θ ← θ - lr·g / (√v + ε)."""
-        g = self._decayed(data, grad, lr, weight_decay, decoupled)
-        square_avg *= beta
-        square_avg += (1.0 - beta) * (g * g)
-        data -= lr * g / (self.xp.sqrt(square_avg) + eps)
+        g = self._decayed(data, grad, hp)
+        square_avg *= hp.beta
+        square_avg += (1.0 - hp.beta) * (g * g)
+        data -= hp.lr * g / (self.xp.sqrt(square_avg) + hp.eps)
 
-    def adam_update(
-        self,
-        data: Any,
-        grad: Any,
-        m: Any,
-        v: Any,
-        *,
-        lr: float,
-        beta1: float,
-        beta2: float,
-        eps: float,
-        t: int,
-        nesterov: bool,
-        weight_decay: float,
-        decoupled: bool,
-    ) -> None:
+    def adam_update(self, data: Any, grad: Any, m: Any, v: Any, hp: AdamStep) -> None:
         """m ← β₁m + (1-β₁)g;  v ← β₂v + (1-β₂)g²;  θ ← θ - lr·m̂ / (√v̂ + ε), with m̂ = m/(1-β₁ᵗ), v̂ = v/(1-β₂ᵗ).
 
         With ``nesterov`` (Nadam) the numerator looks ahead: β₁m̂ + (1-β₁)·g/(1-β₁ᵗ).
         """
-        g = self._decayed(data, grad, lr, weight_decay, decoupled)
-        m *= beta1
-        m += (1.0 - beta1) * g
-        v *= beta2
-        v += (1.0 - beta2) * (g * g)
-        bc1, bc2 = 1.0 - beta1**t, 1.0 - beta2**t  # host floats from the host step count: no device sync
+        g = self._decayed(data, grad, hp)
+        m *= hp.beta1
+        m += (1.0 - hp.beta1) * g
+        v *= hp.beta2
+        v += (1.0 - hp.beta2) * (g * g)
+        bc1, bc2 = 1.0 - hp.beta1**hp.t, 1.0 - hp.beta2**hp.t  # host floats from the host step count: no sync
         m_hat = m / bc1
-        if nesterov:
-            m_hat = beta1 * m_hat + ((1.0 - beta1) / bc1) * g
-        data -= lr * m_hat / (self.xp.sqrt(v / bc2) + eps)
+        if hp.nesterov:
+            m_hat = hp.beta1 * m_hat + ((1.0 - hp.beta1) / bc1) * g
+        data -= hp.lr * m_hat / (self.xp.sqrt(v / bc2) + hp.eps)
 
     def clip_grad_norm(self, grads: list[Any], max_norm: float) -> None:
         """Scale the gradients in place by min(1, c / ‖g‖), ‖g‖ the L2 norm of all of them together. The scale
@@ -532,6 +497,61 @@ class Ops:
         scale = xp.minimum(max_norm / (norm + 1e-6), 1.0)
         for g in grads:
             g *= scale
+
+
+# --- optimizer hyperparameters: one record per rule, with its defaults (declared here once) -------------------------
+
+
+@dataclass(frozen=True)
+class SgdStep:
+    """The hyperparameters of one SGD step (host values): θ ← θ - lr·g. Every rule also takes ``weight_decay``,
+    as L2 added to the gradient or, with ``decoupled``, AdamW-style shrinking θ ← θ(1 - lr·λ)."""
+
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    decoupled: bool = False
+
+    def decay_terms(self) -> tuple[float, float]:
+        """(l2, shrink) for one-pass loops: g = ∇L + l2·θ, then θ ← shrink·θ before the rule's step."""
+        if self.decoupled:
+            return 0.0, 1.0 - self.lr * self.weight_decay
+        return self.weight_decay, 1.0
+
+
+@dataclass(frozen=True)
+class MomentumStep(SgdStep):
+    """Heavy-ball momentum, or with ``nesterov`` the look-ahead step (torch.optim.SGD's conventions)."""
+
+    lr: float = 1e-2
+    momentum: float = 0.9
+    nesterov: bool = False
+
+
+@dataclass(frozen=True)
+class RmspropStep(SgdStep):
+    """RMSprop with decay ``beta`` (torch's ``alpha``)."""
+
+    beta: float = 0.9
+    eps: float = 1e-8
+
+
+@dataclass(frozen=True)
+class AdamStep(SgdStep):
+    """Adam at step ``t`` (from 1), or with ``nesterov`` Nadam."""
+
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+    t: int = 1
+    nesterov: bool = False
+
+    def coefficients(self) -> tuple[float, float, float]:
+        """The bias corrections folded into three host constants, so that one pass computes
+        θ -= lr·(c_m·m + c_g·g) / (√v·c_v + ε): c_m = 1/(1-β₁ᵗ) (Nadam: β₁/(1-β₁ᵗ)), c_g = 0 (Nadam:
+        (1-β₁)/(1-β₁ᵗ)), c_v = 1/√(1-β₂ᵗ)."""
+        bc1 = 1.0 - self.beta1**self.t
+        c_m, c_g = (self.beta1 / bc1, (1.0 - self.beta1) / bc1) if self.nesterov else (1.0 / bc1, 0.0)
+        return c_m, c_g, 1.0 / math.sqrt(1.0 - self.beta2**self.t)
 
 
 def _fmix32(x: Any) -> Any:

@@ -13,7 +13,7 @@ from fmnist import __version__
 
 app = typer.Typer(
     name="fmnist",
-    help="Train hand-written MLPs on Fashion-MNIST and MNIST, on NumPy (CPU) or CuPy (GPU).",
+    help="Train hand-written MLPs and CNNs on Fashion-MNIST and MNIST, on NumPy (CPU) or CuPy (GPU).",
     rich_markup_mode="rich",
     no_args_is_help=True,
     add_completion=False,

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -41,38 +39,83 @@ def bench(
     plot: Annotated[Path | None, typer.Option("--plot", help="Write throughput vs batch size as PNG.")] = None,
 ) -> None:
     """Training throughput (samples/s) of one epoch, with ratios to the best peer and % of the sgemm roofline."""
-    from fmnist import names
-
-    try:
-        model = names.canonical("model", model)
-    except names.UnknownNameError as err:
-        fail(f"--model: {err}", 2)
-    cnn = model == "cnn"
-    batch_sizes = batch_sizes or ("128" if cnn else "64,256,1024,4096")
-    sizes = sizes or ("784,128,10" if cnn else "784,128,128,128,128,128,10")
-    samples = samples if samples is not None else (12800 if cnn else 60000)
-    try:
-        batches = [int(b) for b in batch_sizes.split(",")]
-        layer_sizes = tuple(int(s) for s in sizes.split(","))
-        channels = tuple(int(c) for c in conv_channels.split(","))
-    except ValueError:
-        fail("--batch-sizes, --sizes and --conv-channels take comma-separated integers", 2)
-    if any(b <= 0 for b in batches) or len(layer_sizes) < 2 or any(s <= 0 for s in (*layer_sizes, *channels)):
-        fail("--batch-sizes, --sizes and --conv-channels must be positive (and --sizes at least two widths)", 2)
-    if cnn and (layer_sizes[0] != 784 or not 1 <= len(channels) <= 4):
-        fail("--model cnn takes 28x28 images (--sizes starting with 784) and 1 to 4 conv blocks", 2)
-    if samples <= 0 or epochs <= 0:
-        fail("--samples and --epochs must be > 0", 2)
+    base, batches = _case(model, batch_sizes, sizes, conv_channels, samples)
+    if epochs <= 0:
+        fail("--epochs must be > 0", 2)
     if device not in ("cpu", "gpu", "all"):
         fail(f"--device must be cpu, gpu or all, got {device!r}", 2)
     if plot is not None and plot.suffix.lower() != ".png":
         fail("--plot must name a .png file", 2)
 
-    from rich.table import Table
-    from threadpoolctl import threadpool_limits
+    from fmnist.backend.threads import blas_info, thread_budget
+    from fmnist.benchmark import run_bench
 
+    devices = _devices(device, peers)
+    network = base.label.rsplit(" ", 2)[0]
+    console.print(f"{network} · Adam · {base.samples} samples/epoch · median of {epochs} epochs after a warm-up")
+    for pool in blas_info():
+        console.print(f"NumPy BLAS: {pool['internal_api']} {pool['version']}, kernel {pool['architecture']}")
+
+    def show(r: Any) -> None:
+        console.print(
+            f"  {r.device:>3} b{r.batch_size:<5} {r.implementation:<16} {r.samples_per_second:>12,.0f} samples/s"
+        )
+
+    with thread_budget(threads):  # the measuring processes read it when their libraries load
+        results, gflops = run_bench(devices, batches, base, epochs, peers, student, show)
+    console.print(_table(results))
+    console.print("measured sgemm: " + ", ".join(f"{d} {g:,.0f} GFLOP/s" for d, g in gflops.items()))
+    _write(json_out, plot, base, devices, results, gflops, epochs, threads)
+
+
+def _case(model: str, batch_sizes: str | None, sizes: str | None, conv_channels: str, samples: int | None) -> Any:
+    """The base case and batch sizes the options describe, or a one-line failure (exit 2)."""
+    from fmnist import names
+    from fmnist.benchmark import PLAIN, BenchCase
+    from fmnist.training.config import ConfigError, TrainConfig
+
+    try:
+        cnn = names.canonical("model", model) == "cnn"
+    except names.UnknownNameError as err:
+        fail(f"--model: {err}", 2)
+    batches, widths, channels = _integers(
+        batch_sizes or ("128" if cnn else "64,256,1024,4096"),
+        sizes or ("784,128,10" if cnn else "784,128,128,128,128,128,10"),
+        conv_channels,
+    )
+    if cnn and (widths[0] != 784 or not 1 <= len(channels) <= 4):
+        fail("--model cnn takes 28x28 images (--sizes starting with 784) and 1 to 4 conv blocks", 2)
+    samples = samples if samples is not None else (12800 if cnn else 60000)
+    if samples <= 0:
+        fail("--samples must be > 0", 2)
+    if not cnn:
+        return BenchCase.mlp(widths, batches[0], samples=samples), batches
+    try:
+        head = {"hidden_sizes": widths[1:-1] or None, "num_layers": len(widths) - 2}
+        config = TrainConfig(model="cnn", conv_channels=channels, batch_size=batches[0], **head, **PLAIN)
+    except ConfigError as err:
+        fail(str(err), 2)
+    return BenchCase(config, samples, widths[0], widths[-1]), batches
+
+
+def _integers(batch_sizes: str, sizes: str, conv_channels: str) -> tuple[list[int], tuple[int, ...], tuple[int, ...]]:
+    """The comma-separated integers of --batch-sizes, --sizes and --conv-channels, or a failure (exit 2)."""
+    try:
+        batches = [int(b) for b in batch_sizes.split(",")]
+        widths = tuple(int(s) for s in sizes.split(","))
+        channels = tuple(int(c) for c in conv_channels.split(","))
+    except ValueError:
+        fail("--batch-sizes, --sizes and --conv-channels take comma-separated integers", 2)
+    if any(b <= 0 for b in batches) or len(widths) < 2 or any(s <= 0 for s in (*widths, *channels)):
+        fail("--batch-sizes, --sizes and --conv-channels must be positive (and --sizes at least two widths)", 2)
+    return batches, widths, channels
+
+
+def _devices(device: str, peers: bool) -> list[str]:
+    """The devices to measure (a GPU asked for where none works: exit 1 with the reason), saying which peers
+    cannot be measured."""
     from fmnist.backend import gpu_status
-    from fmnist.training.harness import peers_available, run_bench
+    from fmnist.benchmark import peers_available
 
     usable, reason = gpu_status()
     if device == "gpu" and not usable:
@@ -82,64 +125,35 @@ def bench(
         console.print("[yellow]PyTorch is not installed: no peers (pip install torch)[/]")
     elif peers and "gpu" in devices and not peers_available("gpu"):
         console.print("[yellow]PyTorch sees no CUDA device: no GPU peers (a CUDA build of torch is needed)[/]")
-    from fmnist.training.harness import blas_info
+    return devices
 
-    network = f"CNN conv {conv_channels} + head {sizes}" if cnn else f"MLP {sizes}"
-    console.print(f"{network} · Adam · {samples} samples/epoch · median of {epochs} epochs after a warm-up")
-    for pool in blas_info():
-        console.print(f"NumPy BLAS: {pool['internal_api']} {pool['version']}, kernel {pool['architecture']}")
 
-    def show(r) -> None:
-        console.print(
-            f"  {r.device:>3} b{r.batch_size:<5} {r.implementation:<16} {r.samples_per_second:>12,.0f} samples/s"
-        )
-
-    if threads is not None:  # the fresh processes that measure read these at start-up (BLAS, OpenMP, PyTorch)
-        for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
-            os.environ[name] = str(threads)
-    with threadpool_limits(threads):
-        results, gflops = run_bench(
-            devices, batches, layer_sizes, samples, epochs, peers, student, show, model=model, conv_channels=channels
-        )
+def _table(results: list[Any]) -> Any:
+    from rich.table import Table
 
     table = Table(title="training throughput (samples/s)")
     for column in ("device", "batch", "implementation", "samples/s", "x best peer", "% sgemm roofline"):
         table.add_column(column, justify="left" if column in ("device", "implementation") else "right")
     for r in results:
         ratio = "" if r.ratio_to_best_peer != r.ratio_to_best_peer else f"{r.ratio_to_best_peer:.2f}x"
-        style = "bold" if r.implementation == "fmnist" else ""
-        table.add_row(
-            r.device,
-            str(r.batch_size),
-            f"[{style}]{r.implementation}[/]" if style else r.implementation,
-            f"{r.samples_per_second:,.0f}",
-            ratio,
-            f"{100 * r.roofline_fraction:.1f}%",
-        )
-    console.print(table)
-    console.print("measured sgemm: " + ", ".join(f"{d} {g:,.0f} GFLOP/s" for d, g in gflops.items()))
-    if json_out is not None:
-        from fmnist.backend import get_backend
-        from fmnist.training.atomic import atomic_write
-        from fmnist.training.harness import blas_info
-        from fmnist.training.rundir import environment
+        name = f"[bold]{r.implementation}[/]" if r.implementation == "fmnist" else r.implementation
+        row = (r.device, str(r.batch_size), name, f"{r.samples_per_second:,.0f}", ratio)
+        table.add_row(*row, f"{100 * r.roofline_fraction:.1f}%")
+    return table
 
-        record = {
-            "model": model,
-            "conv_channels": list(channels) if cnn else None,
-            "sizes": list(layer_sizes),
-            "samples": samples,
-            "epochs": epochs,
-            "threads": threads,
-            "sgemm_gflops": gflops,
-            "environment": {d: environment(get_backend(d)) for d in devices},  # per measured device
-            "blas": blas_info(),
-            "results": [r.to_dict() for r in results],
-        }
-        atomic_write(json_out, json.dumps(record, indent=2) + "\n")
+
+def _write(json_out: Path | None, plot: Path | None, base: Any, devices: list[str], results: list[Any],
+           gflops: dict[str, float], epochs: int, threads: int | None) -> None:  # fmt: skip
+    """``--json`` and ``--plot``."""
+    if json_out is not None:
+        from fmnist.benchmark import bench_record
+        from fmnist.files import write_json
+
+        write_json(json_out, bench_record(base, devices, results, gflops, epochs, threads))
         console.print(f"wrote {json_out}")
     if plot is not None:
-        from fmnist.training.plots import plot_throughput
+        from fmnist.render.charts import save_png, throughput_figure
 
-        plot_throughput([r.to_dict() for r in results], plot, title=f"{network}, Adam")
+        network = base.label.rsplit(" ", 2)[0]
+        save_png(throughput_figure([r.to_dict() for r in results], title=f"{network}, Adam"), plot)
         console.print(f"wrote {plot}")

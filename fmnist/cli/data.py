@@ -110,12 +110,12 @@ def show(
     if out.suffix.lower() != ".png":
         fail(f"--out must be a .png file, got {out}", code=2)
     from fmnist.data import DataFileError, load_dataset
-    from fmnist.training.plots import plot_samples
+    from fmnist.render.charts import samples_figure, save_png
 
     try:
         ds = load_dataset(dataset.value, data_dir=data_dir)
     except DataFileError as err:
         fail(str(err))
     images, labels = ds.split(split)
-    plot_samples(images, labels, ds.class_names, out, title=f"{ds.name} ({split})")
+    save_png(samples_figure(images, labels, ds.class_names, title=f"{ds.name} ({split})"), out)
     console.print(f"wrote {out}")

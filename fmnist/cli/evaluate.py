@@ -29,9 +29,9 @@ def register(app: typer.Typer) -> None:
 def _load_run(run_dir: Path, device: str) -> tuple[Any, Any, dict[str, Any]]:
     """(config, model, model metadata) of a run, or a clean failure."""
     from fmnist.backend import BackendUnavailableError
-    from fmnist.training.checkpoint import CheckpointError
-    from fmnist.training.modelio import load_model
-    from fmnist.training.rundir import FILES, read_config
+    from fmnist.files import ArchiveError
+    from fmnist.rundir.layout import FILES, RunDirError, read_config
+    from fmnist.rundir.modelio import load_model
 
     if device not in ("cpu", "gpu", "auto"):
         fail(f"--device must be cpu, gpu or auto, got {device!r}", 2)
@@ -40,7 +40,7 @@ def _load_run(run_dir: Path, device: str) -> tuple[Any, Any, dict[str, Any]]:
     try:
         config = read_config(run_dir)
         model, meta = load_model(run_dir / FILES["model"], device)
-    except (CheckpointError, BackendUnavailableError) as err:
+    except (ArchiveError, RunDirError, BackendUnavailableError) as err:
         fail(str(err))
     return config, model, meta
 

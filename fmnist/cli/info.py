@@ -17,19 +17,18 @@ def info() -> None:
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
-    from threadpoolctl import threadpool_info
 
     from fmnist import __version__
     from fmnist.backend import cupy_distributions, get_backend, gpu_status
+    from fmnist.backend.threads import blas_info
 
     table = Table(title="fmnist info", show_header=False)
     table.add_row("fmnist", __version__)
     table.add_row("python", platform.python_version())
     table.add_row("numpy", np.__version__)
-    for pool in threadpool_info():
-        if pool.get("user_api") == "blas":
-            threads, kernel = pool.get("num_threads"), pool.get("architecture")
-            table.add_row("BLAS", f"{pool.get('internal_api')} {pool.get('version')}, {kernel} ({threads} threads)")
+    for pool in blas_info():
+        threads, kernel = pool.get("num_threads"), pool.get("architecture")
+        table.add_row("BLAS", f"{pool.get('internal_api')} {pool.get('version')}, {kernel} ({threads} threads)")
     table.add_row("cpu", f"available · {get_backend('cpu').ops.name}")
     packages = cupy_distributions()
     usable, detail = gpu_status()

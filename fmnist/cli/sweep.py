@@ -249,12 +249,7 @@ def leaderboard_table(rows: list[dict[str, Any]], spec: Any, out: Any) -> tuple[
     from rich.measure import Measurement
 
     shown = rows[:TOP]
-    columns: dict[str, list[str]] = {"#": [str(r["trial"]) for r in shown]}
-    columns[METRIC_HEADERS.get(spec.metric, spec.metric)] = [
-        f"{r[spec.metric]:.4f}" if r[spec.metric] is not None else "-" for r in shown
-    ]
-    if any(r["state"] != "complete" for r in shown):
-        columns["state"] = [r["state"] for r in shown]
+    columns = _fixed_columns(shown, spec.metric)
     title = f"leaderboard ({len(rows)} trials)" if len(rows) <= TOP else f"leaderboard (best {TOP} of {len(rows)})"
     table = _table(columns, title)
     left_out = []
@@ -269,6 +264,17 @@ def leaderboard_table(rows: list[dict[str, Any]], spec: Any, out: Any) -> tuple[
         else:
             left_out.append(name)
     return table, left_out
+
+
+def _fixed_columns(shown: list[dict[str, Any]], metric: str) -> dict[str, list[str]]:
+    """The leaderboard's first columns: trial number, the metric, and the state where some trial did not
+    complete."""
+    columns: dict[str, list[str]] = {"#": [str(r["trial"]) for r in shown]}
+    values = [f"{r[metric]:.4f}" if r[metric] is not None else "-" for r in shown]
+    columns[METRIC_HEADERS.get(metric, metric)] = values
+    if any(r["state"] != "complete" for r in shown):
+        columns["state"] = [r["state"] for r in shown]
+    return columns
 
 
 def _table(columns: dict[str, list[str]], title: str) -> Any:

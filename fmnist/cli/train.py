@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import sys
 from collections.abc import Callable
@@ -199,7 +198,7 @@ def train(
     wandb: Annotated[bool, typer.Option("--wandb", help="Log to Weights & Biases (WANDB_MODE=offline works).")] = False,
 ) -> None:
     """Train a network and write a run directory (config, metrics, checkpoints, model, plots, report)."""
-    from fmnist.training.rundir import FILES, default_run_dir, read_config
+    from fmnist.rundir.layout import FILES, default_run_dir, read_config
 
     check_out(out)
     if resume is not None:
@@ -220,55 +219,28 @@ def train(
     run_training(config, run_dir, resume=resume is not None)
 
 
-FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name != "extra")
-
-
 def _config_from_options(ctx: typer.Context) -> TrainConfig:
     """The ``TrainConfig`` of the options: each option named like a config field sets it; a preset, then a
     ``--config`` file, fill in what was not typed on the command line. Invalid → one line, exit 2."""
+    from fmnist.training.config import OPTIONS, layered, read_config_file
+
     options = ctx.params
-    values = {name: options[name] for name in FIELDS if name in options}
+    values = {name: options[name] for name in OPTIONS if name in options}
     values["wandb"] = options["wandb"] or options["wandb_project"] is not None or options["wandb_entity"] is not None
     values["wandb_project"] = options["wandb_project"] or DEFAULTS.wandb_project
     values["data_dir"] = str(options["data_dir"]) if options["data_dir"] is not None else None
     given = {name for name in values if _from_command_line(ctx, name)}
-    if {"num_layers", "hidden_size"} & given:
-        given.add("hidden_sizes")  # -nhl/-sz replace the preset's or file's widths
-    layered: dict[str, Any] = dict(PRESETS[options["preset"]]) if options["preset"] is not None else {}
-    if options["config_file"] is not None:
-        layered.update(_read_config_file(options["config_file"]))
-    values.update({k: v for k, v in layered.items() if k not in given})
+    layers = [PRESETS[options["preset"]]] if options["preset"] is not None else []
+    try:
+        if options["config_file"] is not None:
+            layers.append(read_config_file(options["config_file"]))
+    except ConfigError as err:
+        fail(f"--config: {err}", 2)
     try:
         values["hidden_sizes"] = _parse_sizes(values["hidden_sizes"])
-        return TrainConfig(**values)
+        return layered(values, given, *layers)
     except ConfigError as err:
         fail(str(err), 2)
-
-
-def _read_config_file(path: Path) -> dict[str, Any]:
-    """Option values from a JSON/YAML file, keyed by ``TrainConfig`` field (any spelling ``fmnist.names`` knows)."""
-    from fmnist.sweep.spec import SweepError, config_name, load_mapping
-    from fmnist.training.rundir import RECORD_KEYS
-
-    if not path.is_file():
-        fail(f"--config: {path} does not exist", 2)
-    values: dict[str, Any] = {}
-    try:
-        raw = load_mapping(path)
-        if not isinstance(raw, dict):
-            raise SweepError(f"{path} must hold a mapping of option names to values")
-        for key, value in raw.items():
-            if key in RECORD_KEYS:  # a run's config.json: the record beside the configuration
-                continue
-            name = config_name(key)
-            if name in values:
-                raise SweepError(f"{key!r} sets {names.flag(name)} a second time")
-            values[name] = value
-    except SweepError as err:
-        fail(f"--config: {err}", 2)
-    if isinstance(values.get("hidden_sizes"), list):
-        values["hidden_sizes"] = tuple(values["hidden_sizes"])
-    return values
 
 
 def _from_command_line(ctx: typer.Context, name: str) -> bool:
@@ -293,9 +265,9 @@ def run_training(config: TrainConfig, run_dir: Path, resume: bool) -> None:
     from fmnist.backend import BackendUnavailableError
     from fmnist.cli.progress import RichProgress, StopOnSigint
     from fmnist.data import DataFileError
-    from fmnist.training.checkpoint import CheckpointError
+    from fmnist.files import ArchiveError
+    from fmnist.rundir.driver import train_run
     from fmnist.training.fit import DivergenceError, TrainingInterrupted
-    from fmnist.training.run import train_run
 
     with StopOnSigint(console) as stop, RichProgress(console) as display:
         try:
@@ -304,7 +276,7 @@ def run_training(config: TrainConfig, run_dir: Path, resume: bool) -> None:
             raise typer.Exit(130) from None
         except DivergenceError as err:
             fail(f"{err} The last good checkpoint is {run_dir}/checkpoint.npz.")
-        except (DataFileError, BackendUnavailableError, CheckpointError) as err:
+        except (DataFileError, BackendUnavailableError, ArchiveError) as err:
             fail(str(err))
         except MemoryError as err:  # CuPy's OutOfMemoryError is a MemoryError too
             where = "GPU" if config.device != "cpu" else "host"

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from fmnist.data.idx import DataFileError
 from fmnist.data.registry import DatasetSpec, FileSpec
+from fmnist.files import umask
 
 ProgressFn = Callable[[str, int, int | None], None]  # (filename, bytes so far, total bytes or None)
 
@@ -136,6 +137,8 @@ def download_file(
             fd, tmp_name = tempfile.mkstemp(prefix=f".{file.filename}.", suffix=".part", dir=target_dir)
             tmp = Path(tmp_name)
             try:
+                if hasattr(os, "fchmod"):  # the mode of any file the user creates, not mkstemp's 0o600
+                    os.fchmod(fd, 0o666 & ~umask())
                 with os.fdopen(fd, "wb") as out:
                     _stream(url, out, file.filename, progress, timeout)
                 read_verified(tmp, file, "")

@@ -1,4 +1,5 @@
-"""The network library: layers, the Sequential model and the MLP, activations, initialisers, losses, optimizers.
+"""The network library: layers, the Sequential model, the MLP and the CNN, activations, initialisers, losses,
+optimizers.
 
 Array code here goes only through a backend's namespace (``backend.xp``); nothing imports NumPy or CuPy.
 """

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fmnist.network._names import lookup
+from fmnist.names import lookup
 
 
 class Activation:

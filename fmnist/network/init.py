@@ -8,7 +8,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from fmnist.network._names import lookup
+from fmnist.names import lookup
 
 RANDOM_STD = 0.01
 

@@ -1,5 +1,5 @@
 """Losses on logits. Each returns ``(loss, dlogits)``: the 0-d mean loss over the batch (on the device) and its
-gradient with respect to the logits, ready for ``MLP.backward``. The formulas live in ``Ops``
+gradient with respect to the logits, ready for ``model.backward``. The formulas live in ``Ops``
 (``softmax_cross_entropy``, ``softmax_mse``); a loss finds the ``Ops`` of the arrays it is given."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from fmnist.backend import ops_for
-from fmnist.network._names import lookup
+from fmnist.names import lookup
 
 
 class Loss:

@@ -1,8 +1,9 @@
 """Optimizers over a list of ``Parameter``s, with state created once and updated in place.
 
-Each rule declares its hyperparameters and their defaults once (``defaults``) and its step is one call of its
-``Ops`` update method (where the formula lives). When the parameters are exactly the views of one
-``FlatParameters`` buffer (as ``MLP.parameters()`` returns), that call covers the whole model in one pass;
+Each rule's hyperparameters and their defaults are declared once, in its record in ``fmnist.backend.ops``
+(``SgdStep``, ``MomentumStep``, ``RmspropStep``, ``AdamStep``), and its step is one call of its ``Ops`` update
+method (where the formula lives) with that record. When the parameters are exactly the views of one
+``FlatParameters`` buffer (as ``model.parameters()`` returns), that call covers the whole model in one pass;
 otherwise it runs once per parameter. The maths is the same either way.
 
 Notation: g is the gradient plus L2 weight decay (g = ∇L + λθ), t the step count starting at 1.
@@ -10,15 +11,17 @@ Notation: g is the gradient plus L2 weight decay (g = ∇L + λθ), t the step c
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
 from fmnist.backend import ops_for
-from fmnist.network._names import lookup
+from fmnist.backend.ops import AdamStep, MomentumStep, RmspropStep, SgdStep
+from fmnist.names import lookup
 from fmnist.network.parameters import Parameter
 
 # Every hyperparameter any rule takes, with its valid range (checked once, at construction).
-_RANGES: dict[str, tuple[str, Any]] = {
+RANGES: dict[str, tuple[str, Any]] = {
     "lr": ("must be > 0", lambda v: v > 0),
     "momentum": ("must be in [0, 1)", lambda v: 0 <= v < 1),
     "beta": ("must be in [0, 1)", lambda v: 0 <= v < 1),
@@ -32,13 +35,20 @@ _RANGES: dict[str, tuple[str, Any]] = {
 class Optimizer:
     """Base class: holds (data, grad) slots, the step count ``t`` and per-slot state arrays.
 
-    A rule declares ``defaults`` (its hyperparameters), ``state_names`` (its state arrays) and ``update``, one
-    call of its ``Ops`` method. Every rule also takes ``weight_decay`` (L2 added to the gradient, or with
-    ``decoupled_weight_decay`` AdamW-style shrinking θ ← θ(1 - lr·λ)) and ``max_grad_norm`` (global clipping).
+    A rule names its hyperparameter record (``hyper``, from ``fmnist.backend.ops``: the hyperparameters and their
+    defaults are declared there, once), its state arrays (``state_names``) and ``update``, one call of its ``Ops``
+    method. Every rule also takes ``weight_decay`` (L2 added to the gradient, or with ``decoupled_weight_decay``
+    AdamW-style shrinking θ ← θ(1 - lr·λ)) and ``max_grad_norm`` (global clipping).
     """
 
-    defaults: ClassVar[dict[str, float]] = {"lr": 1e-3}
+    hyper: ClassVar[type[SgdStep]] = SgdStep
     state_names: ClassVar[tuple[str, ...]] = ()
+    nesterov: ClassVar[bool] = False
+    defaults: ClassVar[dict[str, float]]  # the rule's hyperparameters a user sets, with their defaults
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.defaults = _defaults(cls.hyper)
 
     def __init__(
         self,
@@ -56,7 +66,7 @@ class Optimizer:
             raise TypeError(f"{type(self).__name__} takes no hyperparameter(s) {unknown}; valid: {list(self.defaults)}")
         values = {**self.defaults, **hyperparameters, "weight_decay": weight_decay}
         for name, value in values.items():
-            message, valid = _RANGES[name]
+            message, valid = RANGES[name]
             if not valid(value):
                 raise ValueError(f"{name} {message}, got {value}")
             setattr(self, name, float(value))
@@ -76,23 +86,27 @@ class Optimizer:
         xp = self.ops.xp
         self.state = [{name: xp.zeros_like(data) for name in self.state_names} for data, _ in self.slots]
 
-    @property
-    def _decay(self) -> dict[str, Any]:
-        return {"weight_decay": self.weight_decay, "decoupled": self.decoupled_weight_decay}
+    def step_hyperparameters(self) -> SgdStep:
+        """This step's record for the rule's ``Ops`` method (host values: the learning rate as scheduled now)."""
+        values = {name: getattr(self, name) for name in self.defaults}
+        fields = {f.name for f in dataclasses.fields(self.hyper)}
+        extra = {k: v for k, v in (("nesterov", self.nesterov), ("t", self.t)) if k in fields}
+        return self.hyper(**values, weight_decay=self.weight_decay, decoupled=self.decoupled_weight_decay, **extra)
 
     def step(self) -> None:
         """Apply one update to every parameter from its current ``grad`` (clipped first when asked)."""
         self.t += 1
         if self.max_grad_norm is not None:
             self.ops.clip_grad_norm([grad for _, grad in self.slots], self.max_grad_norm)
+        hp = self.step_hyperparameters()
         for (data, grad), state in zip(self.slots, self.state, strict=True):
-            self.update(data, grad, state)
+            self.update(data, grad, state, hp)
 
-    def update(self, data: Any, grad: Any, state: dict[str, Any]) -> None:
+    def update(self, data: Any, grad: Any, state: dict[str, Any], hp: Any) -> None:
         raise NotImplementedError
 
     def zero_grad(self) -> None:
-        """Set every gradient to zero (``MLP.backward`` overwrites them, so training loops need not call this)."""
+        """Set every gradient to zero (``model.backward`` overwrites them, so training loops need not call this)."""
         for _, grad in self.slots:
             grad[...] = 0.0
 
@@ -131,25 +145,29 @@ class Optimizer:
         return f"{type(self).__name__}({args})"
 
 
+def _defaults(hyper: type[SgdStep]) -> dict[str, float]:
+    """The hyperparameters a user sets, with their defaults, as the rule's record declares them."""
+    return {f.name: f.default for f in dataclasses.fields(hyper) if f.name in RANGES and f.name != "weight_decay"}
+
+
+Optimizer.defaults = _defaults(SgdStep)
+
+
 class SGD(Optimizer):
     """θ ← θ - lr·g   (torch.optim.SGD)."""
 
-    def update(self, data: Any, grad: Any, state: dict[str, Any]) -> None:
-        self.ops.sgd_update(data, grad, lr=self.lr, **self._decay)
+    def update(self, data: Any, grad: Any, state: dict[str, Any], hp: Any) -> None:
+        self.ops.sgd_update(data, grad, hp)
 
 
 class Momentum(Optimizer):
     """b ← μ·b + g;  θ ← θ - lr·b   (torch.optim.SGD with momentum=μ, dampening=0)."""
 
-    defaults: ClassVar[dict[str, float]] = {"lr": 1e-2, "momentum": 0.9}
-    state_names: ClassVar[tuple[str, ...]] = ("momentum_buffer",)
-    nesterov = False
+    hyper = MomentumStep
+    state_names = ("momentum_buffer",)
 
-    def update(self, data: Any, grad: Any, state: dict[str, Any]) -> None:
-        buf = state["momentum_buffer"]
-        self.ops.momentum_update(
-            data, grad, buf, lr=self.lr, momentum=self.momentum, nesterov=self.nesterov, **self._decay
-        )
+    def update(self, data: Any, grad: Any, state: dict[str, Any], hp: Any) -> None:
+        self.ops.momentum_update(data, grad, state["momentum_buffer"], hp)
 
 
 class Nesterov(Momentum):
@@ -161,25 +179,21 @@ class Nesterov(Momentum):
 class RMSprop(Optimizer):
     """v ← β·v + (1-β)·g²;  θ ← θ - lr·g / (√v + ε)   (torch.optim.RMSprop with alpha=β)."""
 
-    defaults: ClassVar[dict[str, float]] = {"lr": 1e-3, "beta": 0.9, "eps": 1e-8}
-    state_names: ClassVar[tuple[str, ...]] = ("square_avg",)
+    hyper = RmspropStep
+    state_names = ("square_avg",)
 
-    def update(self, data: Any, grad: Any, state: dict[str, Any]) -> None:
-        v = state["square_avg"]
-        self.ops.rmsprop_update(data, grad, v, lr=self.lr, beta=self.beta, eps=self.eps, **self._decay)
+    def update(self, data: Any, grad: Any, state: dict[str, Any], hp: Any) -> None:
+        self.ops.rmsprop_update(data, grad, state["square_avg"], hp)
 
 
 class Adam(Optimizer):
     """m ← β₁m + (1-β₁)g;  v ← β₂v + (1-β₂)g²;  θ ← θ - lr·m̂ / (√v̂ + ε), m̂ = m/(1-β₁ᵗ), v̂ = v/(1-β₂ᵗ)."""
 
-    defaults: ClassVar[dict[str, float]] = {"lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8}
-    state_names: ClassVar[tuple[str, ...]] = ("exp_avg", "exp_avg_sq")
-    nesterov = False
+    hyper = AdamStep
+    state_names = ("exp_avg", "exp_avg_sq")
 
-    def update(self, data: Any, grad: Any, state: dict[str, Any]) -> None:
-        m, v = state["exp_avg"], state["exp_avg_sq"]
-        hyper = {"lr": self.lr, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps, "t": self.t}
-        self.ops.adam_update(data, grad, m, v, nesterov=self.nesterov, **hyper, **self._decay)
+    def update(self, data: Any, grad: Any, state: dict[str, Any], hp: Any) -> None:
+        self.ops.adam_update(data, grad, state["exp_avg"], state["exp_avg_sq"], hp)
 
 
 class Nadam(Adam):

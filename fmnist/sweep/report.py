@@ -20,23 +20,17 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import numpy as np
 
 from fmnist import __version__
-from fmnist.training.atomic import atomic_write
-from fmnist.training.report import REPORT, SWEEP_INFO, ReportError, report_kind, write_run_report
-from fmnist.training.reporting import (
-    NOT_IN_CONFIG,
-    differences,
-    duration,
-    finite,
-    format_value,
-    now_text,
-    pct,
-    png_uri,
-    read_json,
-    read_jsonl,
-    render,
-    sig,
-    to_float,
-)
+from fmnist.files import atomic_write, read_json, read_jsonl
+from fmnist.render.charts import png_uri
+from fmnist.render.html import differences, duration, finite, format_value, now_text, pct, render, sig, to_float
+from fmnist.rundir.layout import FILES, RunDirError
+from fmnist.rundir.report import write_run_report
+from fmnist.sweep import SWEEP_FILES, sweep_link
+from fmnist.training.config import NOT_OPTIONS, TrainConfig
+
+
+class ReportError(ValueError):
+    """The directory is not something a sweep report can be built from; the message is one line."""
 
 
 def write_sweep_report(sweep_dir: str | os.PathLike, build_trial_reports: bool = True) -> Path:
@@ -52,26 +46,16 @@ def write_sweep_report(sweep_dir: str | os.PathLike, build_trial_reports: bool =
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
         raise ReportError(f"{sweep_dir}: not a directory")
-    info = read_json(sweep_dir / SWEEP_INFO)
+    info = read_json(sweep_dir / SWEEP_FILES["info"])
     info = info if isinstance(info, dict) else {}
     study, why = _open_study(sweep_dir, info)
     metric, goal = _metric(info, study)
-    if study is not None:
-        rows = _rows_from_study(study, metric)
-    else:
-        rows = _rows_from_csv(sweep_dir / "leaderboard.csv")
-        metric = metric or (rows[0]["metric_name"] if rows else "value")
+    rows, metric = _rows(sweep_dir, study, metric)
     datasets: dict[Any, Any] = {}
     params: list[str] = []
     for row in rows:
         params += [p for p in row["params"] if p not in params]
-        row["run_dir"] = _trial_dir(sweep_dir, row["run_dir"])
-        row["link"], row["report_note"] = _trial_link(sweep_dir, row, build_trial_reports, datasets)
-        history = read_jsonl(row["run_dir"] / "metrics.jsonl") if row["run_dir"] else []
-        row["epochs"] = len(history) if row["run_dir"] else None
-        summary = (read_json(row["run_dir"] / "summary.json") if row["run_dir"] else None) or {}
-        seconds = summary.get("total_seconds") if isinstance(summary, dict) else None
-        row["seconds"] = seconds if finite(seconds) else sum(to_float(h.get("seconds")) for h in history)
+        _add_trial_files(sweep_dir, row, build_trial_reports, datasets)
     best = next((r for r in rows if r["state"] == "complete"), None)
     context = {
         "title": info.get("study_name") or sweep_dir.resolve().name,
@@ -90,9 +74,30 @@ def write_sweep_report(sweep_dir: str | os.PathLike, build_trial_reports: bool =
         "generated": now_text(),
         "version": __version__,
     }
-    out = sweep_dir / REPORT
+    out = sweep_dir / SWEEP_FILES["report"]
     atomic_write(out, render("sweep_report.html.j2", context))
     return out
+
+
+def _rows(sweep_dir: Path, study: Any, metric: str | None) -> tuple[list[dict[str, Any]], str]:
+    """The leaderboard's rows from the study, else from ``leaderboard.csv``; and the metric's name."""
+    if study is not None:
+        return _rows_from_study(study, metric), metric or "value"
+    rows = _rows_from_csv(sweep_dir / SWEEP_FILES["leaderboard"])
+    return rows, metric or (rows[0]["metric_name"] if rows else "value")
+
+
+def _add_trial_files(sweep_dir: Path, row: dict[str, Any], build: bool, datasets: dict) -> None:
+    """A leaderboard row's run directory, the link to its report (built where missing and ``build``), its epochs
+    and its time."""
+    row["run_dir"] = _trial_dir(sweep_dir, row["run_dir"])
+    row["link"], row["report_note"] = _trial_link(sweep_dir, row, build, datasets)
+    run_dir = row["run_dir"]
+    history = read_jsonl(run_dir / FILES["metrics"]) if run_dir else []
+    row["epochs"] = len(history) if run_dir else None
+    summary = (read_json(run_dir / FILES["summary"]) if run_dir else None) or {}
+    seconds = summary.get("total_seconds") if isinstance(summary, dict) else None
+    row["seconds"] = seconds if finite(seconds) else sum(to_float(h.get("seconds")) for h in history)
 
 
 def _open_study(sweep_dir: Path, info: dict) -> tuple[Any, str | None]:
@@ -102,12 +107,12 @@ def _open_study(sweep_dir: Path, info: dict) -> tuple[Any, str | None]:
     except ImportError:
         return None, "Optuna is not installed (pip install 'fmnist[sweep]')"
     url = info.get("storage")
-    local = sweep_dir / "sweep.db"
+    local = sweep_dir / SWEEP_FILES["database"]
     if url and url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
         url = None  # a moved sweep directory: its database travelled with it
     if not url:
         if not local.is_file():
-            return None, f"no study storage ({SWEEP_INFO} names none and there is no sweep.db)"
+            return None, f"no study storage ({SWEEP_FILES['info']} names none and there is no {local.name})"
         url = f"sqlite:///{local.resolve()}"
     try:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -197,7 +202,7 @@ def _trial_dir(sweep_dir: Path, recorded: str) -> Path | None:
     if not recorded:
         return None
     for candidate in (sweep_dir / "runs" / Path(recorded).name, Path(recorded)):
-        if (candidate / "config.json").is_file():
+        if (candidate / FILES["config"]).is_file():
             return candidate
     return None
 
@@ -206,11 +211,11 @@ def _trial_link(sweep_dir: Path, row: dict, build: bool, datasets: dict) -> tupl
     run_dir = row["run_dir"]
     if run_dir is None:
         return None, "no run directory"
-    report = run_dir / REPORT
+    report = run_dir / FILES["report"]
     if build and row["state"] != "running" and not report.is_file():
         try:
-            write_run_report(run_dir, datasets=datasets)
-        except (ReportError, OSError, ValueError) as err:
+            write_run_report(run_dir, datasets=datasets, links={"sweep": sweep_link(sweep_dir, run_dir)})
+        except (RunDirError, OSError, ValueError) as err:
             return None, f"report not built: {err}"
     if not report.is_file():
         return None, "no report yet"
@@ -264,14 +269,14 @@ def _leaderboard_cells(row: dict, params: list[str]) -> dict[str, Any]:
 
 def _best_config(sweep_dir: Path) -> dict[str, Any] | None:
     """``best_config.json``: the command that replays it, its options that differ from the defaults, and all."""
-    config = read_json(sweep_dir / "best_config.json")
+    config = read_json(sweep_dir / SWEEP_FILES["best_config"])
     if not isinstance(config, dict):
         return None
-    path = shlex.quote(str(sweep_dir.resolve() / "best_config.json"))
+    path = shlex.quote(str(sweep_dir.resolve() / SWEEP_FILES["best_config"]))
     return {
         "replay": f"fmnist train --config {path}",
-        "differences": differences(config),
-        "all": [(k, format_value(v)) for k, v in config.items() if k not in NOT_IN_CONFIG],
+        "differences": differences(config, TrainConfig().to_dict(), skip=NOT_OPTIONS),
+        "all": [(k, format_value(v)) for k, v in config.items() if k not in NOT_OPTIONS],
     }
 
 
@@ -345,15 +350,3 @@ def _metric_value(value: Any, metric: str | None) -> str:
     if not finite(value):
         return "—"
     return pct(value) if metric and "accuracy" in metric else f"{value:.4f}"
-
-
-def write_report(path: str | os.PathLike) -> Path:
-    """(Re)build the report of a run directory or a sweep directory; returns its path.
-
-    Raises:
-        ReportError: ``path`` is neither.
-    """
-    kind = report_kind(path)
-    if kind is None:
-        raise ReportError(f"{path}: not a run directory or a sweep directory")
-    return write_sweep_report(path) if kind == "sweep" else write_run_report(path)

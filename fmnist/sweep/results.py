@@ -11,13 +11,14 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from fmnist.sweep import liveness
+from fmnist.files import atomic_write, write_json
+from fmnist.rundir.layout import FILES
+from fmnist.sweep import SWEEP_FILES, liveness
 from fmnist.sweep.retry import STOPPED, is_retry
 from fmnist.sweep.spec import SweepSpec
 from fmnist.sweep.storage import HEARTBEAT
 from fmnist.sweep.study import INTERRUPTED, NO_POINT_LEFT, NOT_COUNTED, OVER_CAP
-from fmnist.training.atomic import atomic_write
-from fmnist.training.rundir import RECORD_KEYS
+from fmnist.training.config import options_of
 
 STATE_NAMES = {"COMPLETE": "complete", "PRUNED": "pruned", "RUNNING": "running", "FAIL": "failed"}
 
@@ -59,14 +60,13 @@ def write_results(study: Any, spec: SweepSpec, out: Path) -> dict[str, Any]:
         writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-        atomic_write(out / "leaderboard.csv", buffer.getvalue())
-        written["leaderboard"] = out / "leaderboard.csv"
+        atomic_write(out / SWEEP_FILES["leaderboard"], buffer.getvalue())
+        written["leaderboard"] = out / SWEEP_FILES["leaderboard"]
     best = next((r for r in rows if r["state"] == "complete"), None)
     if best is not None:
-        config = json.loads((Path(best["run_dir"]) / "config.json").read_text())
-        config = {k: v for k, v in config.items() if k not in (*RECORD_KEYS, "extra")}
-        atomic_write(out / "best_config.json", json.dumps(config, indent=2) + "\n")
-        written["best_config"] = out / "best_config.json"
+        config = options_of(json.loads((Path(best["run_dir"]) / FILES["config"]).read_text()))
+        write_json(out / SWEEP_FILES["best_config"], config)
+        written["best_config"] = out / SWEEP_FILES["best_config"]
         written["best"] = best
     written["plots"] = _plots(study, out, written["plot_errors"])
     return written
@@ -80,7 +80,7 @@ def _plots(study: Any, out: Path, errors: dict[str, str]) -> list[Path]:
     import optuna.visualization.matplotlib as ovm
     from optuna.exceptions import ExperimentalWarning
 
-    from fmnist.training.atomic import atomic_open
+    from fmnist.files import atomic_open
 
     paths = []
     makers = {

@@ -16,7 +16,6 @@ A trial interrupted with Ctrl-C is retried the same way, without counting toward
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from fmnist.rundir.layout import FILES
 from fmnist.sweep import liveness
 from fmnist.sweep.liveness import WORKER
 
@@ -154,9 +154,8 @@ def prepare_run_dir(trial: Any, run_dir: Path, config: Any, out: Path) -> Start:
     epoch; or, where that directory cannot be had here (another machine without a shared ``--out``, no finished
     epoch, a damaged checkpoint, another configuration), a fresh start that says why. Not a retry: a fresh start.
     """
-    from fmnist.training.atomic import atomic_write
-    from fmnist.training.checkpoint import CheckpointError, load_archive
-    from fmnist.training.rundir import FILES, read_config
+    from fmnist.files import ArchiveError, load_archive, write_json
+    from fmnist.rundir.layout import read_config
 
     if not is_retry(trial):
         return Start()
@@ -178,7 +177,7 @@ def prepare_run_dir(trial: Any, run_dir: Path, config: Any, out: Path) -> Start:
             before = {k: v for k, v in read_config(found).to_dict().items() if k not in _MAY_DIFFER}
             if before != {k: v for k, v in config.to_dict().items() if k not in _MAY_DIFFER}:
                 why = f"trial {number} ran another configuration"
-        except (CheckpointError, OSError, ValueError, KeyError, TypeError) as err:
+        except (ArchiveError, OSError, ValueError, KeyError, TypeError) as err:
             why = f"trial {number}'s checkpoint cannot be read ({err})"
     if why is not None:
         record.update(resumed_at_epoch=None, started_over=why)
@@ -189,7 +188,7 @@ def prepare_run_dir(trial: Any, run_dir: Path, config: Any, out: Path) -> Start:
     shutil.rmtree(staging, ignore_errors=True)
     ignore = shutil.ignore_patterns(".*", "wandb", FILES["report"], FILES["summary"])  # W&B logs a new run
     shutil.copytree(found, staging, ignore=ignore, copy_function=_link_or_copy)
-    atomic_write(staging / CONTINUES, json.dumps(record, indent=2) + "\n")
+    write_json(staging / CONTINUES, record)
     shutil.rmtree(run_dir, ignore_errors=True)
     os.replace(staging, run_dir)
     return Start(True, epoch, f"resuming trial {number} after epoch {epoch}", record)
@@ -204,16 +203,16 @@ def _link_or_copy(source: str, target: str) -> None:
         shutil.copy2(source, target)
 
 
-_MAY_DIFFER = ("device", "data_dir", "wandb", "extra")  # options a rerun may change without changing the run
+_MAY_DIFFER = ("device", "data_dir", "wandb")  # options a rerun may change without changing the run
 
 
 def start_over(run_dir: Path, record: dict[str, Any]) -> None:
     """An empty ``run_dir`` whose ``continues.json`` says which trial it continues and why from the start."""
-    from fmnist.training.atomic import atomic_write
+    from fmnist.files import write_json
 
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write(run_dir / CONTINUES, json.dumps(record, indent=2) + "\n")
+    write_json(run_dir / CONTINUES, record)
 
 
 def _find_run_dir(recorded: str | None, out: Path) -> Path | None:
@@ -222,6 +221,6 @@ def _find_run_dir(recorded: str | None, out: Path) -> Path | None:
     if not recorded:
         return None
     for candidate in (Path(recorded), out / "runs" / Path(recorded).name):
-        if (candidate / "config.json").is_file():
+        if (candidate / FILES["config"]).is_file():
             return candidate
     return None

@@ -19,13 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from fmnist import names
-from fmnist.training.config import CHOICES, FIELD_TYPES, ConfigError, TrainConfig, coerce
+from fmnist.training.config import CHOICES, FIELD_TYPES, ConfigError, TrainConfig, coerce, load_mapping, option_name
 
 METHODS = ("grid", "random", "bayes")
 METRICS = {"val_accuracy": "maximize", "val_loss": "minimize", "train_accuracy": "maximize", "train_loss": "minimize"}
 DISTRIBUTIONS = ("constant", "categorical", "uniform", "int_uniform", "log_uniform_values", "log_uniform", "q_uniform")
 SHORT = names.SHORT  # short parameter names for run directories and narrow tables
-FIELDS = {f.name for f in dataclasses.fields(TrainConfig)} - {"extra"}
 COMBINATIONS_CHECKED = 20_000  # larger spaces: every value, and every pair of values, instead of every combination
 
 
@@ -34,15 +33,12 @@ class SweepError(ValueError):
 
 
 def config_name(name: str) -> str:
-    """The ``TrainConfig`` field for an option name (``-lr``, ``learning_rate``, ``hidden-sizes``,
+    """The ``TrainConfig`` field for a sweep parameter name (``-lr``, ``learning_rate``, ``hidden-sizes``,
     ``hidden_layers``...)."""
     try:
-        field_name = names.parameter(name)
-    except names.UnknownNameError as err:
+        return option_name(name)
+    except ConfigError as err:
         raise SweepError(str(err)) from None
-    if field_name not in FIELDS:
-        raise SweepError(f"parameter {name!r} cannot be set from a file")
-    return field_name
 
 
 @dataclass(frozen=True)
@@ -209,14 +205,20 @@ def _range(name: str, key: str, body: dict[str, Any]) -> Param:
     if distribution == "log_uniform_values" and low <= 0:
         raise SweepError(f"parameters.{key}: log_uniform_values needs min > 0")
     if kind == "int":
-        # an integer option must only ever draw integers: integer ends, and steps of whole numbers
-        if not (low.is_integer() and high.is_integer() and (q is None or q.is_integer())):
-            raise SweepError(f"parameters.{key}: {names.flag(name)} is an integer: min, max and q must be integers")
-        if distribution == "log_uniform_values":
-            raise SweepError(f"parameters.{key}: {names.flag(name)} is an integer: use values: [...] or int_uniform")
-        if q is None or q == 1:
-            distribution, q = "int_uniform", None
+        distribution, q = _integer_range(name, key, low, high, q, distribution)
     return Param(name, distribution, low=low, high=high, q=q)
+
+
+def _integer_range(name: str, key: str, low: float, high: float, q: float | None, distribution: str) -> tuple:
+    """(distribution, q) of an integer option's range: it must only ever draw integers, so integer ends and steps
+    of whole numbers."""
+    if not (low.is_integer() and high.is_integer() and (q is None or q.is_integer())):
+        raise SweepError(f"parameters.{key}: {names.flag(name)} is an integer: min, max and q must be integers")
+    if distribution == "log_uniform_values":
+        raise SweepError(f"parameters.{key}: {names.flag(name)} is an integer: use values: [...] or int_uniform")
+    if q is None or q == 1:
+        return "int_uniform", None
+    return distribution, q
 
 
 def parse_sweep(raw: dict[str, Any], name: str = "sweep", base: TrainConfig | None = None) -> SweepSpec:
@@ -227,14 +229,31 @@ def parse_sweep(raw: dict[str, Any], name: str = "sweep", base: TrainConfig | No
     method = str(raw.get("method", "random")).lower()
     if method not in METHODS:
         raise SweepError(f"method {method!r} is not one of {', '.join(METHODS)}")
-    metric_raw = raw.get("metric", {"name": "val_accuracy"})
-    metric = str(metric_raw.get("name", "val_accuracy")) if isinstance(metric_raw, dict) else str(metric_raw)
+    metric, goal = _metric(raw.get("metric", {"name": "val_accuracy"}))
+    params = _params(raw.get("parameters"))
+    if method == "grid" and any(p.distribution not in ("constant", "categorical") for p in params):
+        raise SweepError("method grid needs every parameter as values or value (no min/max ranges)")
+    run_cap = raw.get("run_cap")
+    fixed = {p.name: p.values[0] for p in params if p.distribution == "constant"}
+    hyperband = _hyperband(raw.get("early_terminate"))
+    spec = SweepSpec(method, metric, goal, params, hyperband, int(run_cap) if run_cap else None, name, fixed)
+    validate(spec, base or TrainConfig())
+    return spec
+
+
+def _metric(raw: Any) -> tuple[str, str]:
+    """(metric, goal) of the sweep's ``metric`` entry (a mapping with name and goal, or a bare name)."""
+    metric = str(raw.get("name", "val_accuracy")) if isinstance(raw, dict) else str(raw)
     if metric not in METRICS:
         raise SweepError(f"metric.name {metric!r} is not one of {', '.join(METRICS)}")
-    goal = str(metric_raw.get("goal", METRICS[metric])).lower() if isinstance(metric_raw, dict) else METRICS[metric]
+    goal = str(raw.get("goal", METRICS[metric])).lower() if isinstance(raw, dict) else METRICS[metric]
     if goal not in ("maximize", "minimize"):
         raise SweepError(f"metric.goal {goal!r} is not maximize or minimize")
-    parameters = raw.get("parameters")
+    return metric, goal
+
+
+def _params(parameters: Any) -> tuple[Param, ...]:
+    """The parameters, each named once (two spellings of one option are refused)."""
     if not isinstance(parameters, dict) or not parameters:
         raise SweepError("parameters must map option names to {values|value|min/max}")
     params = tuple(_param(key, body) for key, body in parameters.items())
@@ -243,19 +262,16 @@ def parse_sweep(raw: dict[str, Any], name: str = "sweep", base: TrainConfig | No
         if p.name in seen:
             raise SweepError(f"parameters.{key} and parameters.{seen[p.name]} are both {names.flag(p.name)}")
         seen[p.name] = key
-    if method == "grid" and any(p.distribution not in ("constant", "categorical") for p in params):
-        raise SweepError("method grid needs every parameter as values or value (no min/max ranges)")
-    hyperband = None
-    early = raw.get("early_terminate")
-    if early:
-        if not isinstance(early, dict) or str(early.get("type", "")).lower() != "hyperband":
-            raise SweepError("early_terminate supports {type: hyperband, min_iter: N, eta: N}")
-        hyperband = {"min_iter": int(early.get("min_iter", 1)), "eta": int(early.get("eta", 3))}
-    run_cap = raw.get("run_cap")
-    fixed = {p.name: p.values[0] for p in params if p.distribution == "constant"}
-    spec = SweepSpec(method, metric, goal, params, hyperband, int(run_cap) if run_cap else None, name, fixed)
-    validate(spec, base or TrainConfig())
-    return spec
+    return params
+
+
+def _hyperband(early: Any) -> dict[str, int] | None:
+    """Hyperband's settings from ``early_terminate``, or None without one."""
+    if not early:
+        return None
+    if not isinstance(early, dict) or str(early.get("type", "")).lower() != "hyperband":
+        raise SweepError("early_terminate supports {type: hyperband, min_iter: N, eta: N}")
+    return {"min_iter": int(early.get("min_iter", 1)), "eta": int(early.get("eta", 3))}
 
 
 def load_sweep(path: str | Path, base: TrainConfig | None = None) -> SweepSpec:
@@ -263,7 +279,10 @@ def load_sweep(path: str | Path, base: TrainConfig | None = None) -> SweepSpec:
     path = Path(path)
     if not path.is_file():
         raise SweepError(f"{path}: no such sweep file")
-    raw = load_mapping(path)
+    try:
+        raw = load_mapping(path)
+    except ConfigError as err:
+        raise SweepError(str(err)) from None
     return parse_sweep(raw, name=path.stem, base=base)
 
 
@@ -275,47 +294,54 @@ def validate(spec: SweepSpec, base: TrainConfig) -> None:
     Raises:
         SweepError: one line naming the parameter(s) and value(s) and the rule they break.
     """
-    start = base.to_dict()
-    start.pop("extra", None)
-
-    def fails(values: dict[str, Any]) -> str | None:
-        try:
-            config = TrainConfig(**{**start, **values})
-        except ConfigError as err:
-            return str(err)
-        if spec.metric.startswith("val_") and config.val_fraction == 0:  # the metric and any pruning watch it
-            return f"--val-fraction 0 leaves no validation split for the sweep's metric {spec.metric}"
-        return None
-
-    def stop(values: dict[str, Any], why: str) -> None:
-        for size in range(1, len(values)):  # name the fewest values that break a rule
-            for subset in itertools.combinations(values.items(), size):
-                reason = fails(dict(subset))
-                if reason is not None:
-                    values, why = dict(subset), reason
-                    break
-            else:
-                continue
-            break
-        shown = ", ".join(f"{name} = {_show(value)}" for name, value in values.items())
-        raise SweepError(f"parameters: {shown}: {why}" if len(values) > 1 else f"parameters.{shown}: {why}")
-
-    if (why := fails(spec.fixed)) is not None:
-        stop(dict(spec.fixed), why)
-    searched = spec.searched
-    for p in searched:
+    check = _Checker(spec, base.to_dict())
+    check(dict(spec.fixed))
+    for p in spec.searched:
         for value in p.drawable():
-            if (why := fails({**spec.fixed, p.name: value})) is not None:
-                stop({**spec.fixed, p.name: value}, why)
-    choices = [[(p.name, v) for v in p.drawable()] for p in searched]
+            check({**spec.fixed, p.name: value})
+    choices = [[(p.name, v) for v in p.drawable()] for p in spec.searched]
     if math.prod(len(c) for c in choices) <= COMBINATIONS_CHECKED:
         combinations: Any = itertools.product(*choices)
     else:
         combinations = (pair for a, b in itertools.combinations(choices, 2) for pair in itertools.product(a, b))
     for combination in combinations:
-        values = {**spec.fixed, **dict(combination)}
-        if (why := fails(values)) is not None:
-            stop(values, why)
+        check({**spec.fixed, **dict(combination)})
+
+
+@dataclass
+class _Checker:
+    """Calling it checks one set of values over ``start`` and raises the ``SweepError`` that names the fewest
+    values breaking a rule."""
+
+    spec: SweepSpec
+    start: dict[str, Any]
+
+    def fails(self, values: dict[str, Any]) -> str | None:
+        """Why these values make no valid run, or None."""
+        try:
+            config = TrainConfig(**{**self.start, **values})
+        except ConfigError as err:
+            return str(err)
+        metric = self.spec.metric
+        if metric.startswith("val_") and config.val_fraction == 0:  # the metric and any pruning watch it
+            return f"--val-fraction 0 leaves no validation split for the sweep's metric {metric}"
+        return None
+
+    def __call__(self, values: dict[str, Any]) -> None:
+        why = self.fails(values)
+        if why is None:
+            return
+        values, why = self._fewest(values, why)
+        shown = ", ".join(f"{name} = {_show(value)}" for name, value in values.items())
+        raise SweepError(f"parameters: {shown}: {why}" if len(values) > 1 else f"parameters.{shown}: {why}")
+
+    def _fewest(self, values: dict[str, Any], why: str) -> tuple[dict[str, Any], str]:
+        for size in range(1, len(values)):
+            for subset in itertools.combinations(values.items(), size):
+                reason = self.fails(dict(subset))
+                if reason is not None:
+                    return dict(subset), reason
+        return values, why
 
 
 def _plain(value: Any) -> Any:
@@ -331,35 +357,9 @@ def _show(value: Any, digits: str = "", join: str = ",") -> str:
     return str(value)
 
 
-def load_mapping(path: Path) -> Any:
-    """A YAML or JSON file as Python data (YAML's 1e-4 style numbers become floats)."""
-    import yaml
-
-    text = path.read_text()
-    try:
-        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as err:
-        raise SweepError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'} ({err})") from err
-    return _floats(data)
-
-
-def _floats(data: Any) -> Any:
-    if isinstance(data, dict):
-        return {k: _floats(v) for k, v in data.items()}
-    if isinstance(data, list):
-        return [_floats(v) for v in data]
-    if isinstance(data, str):
-        try:
-            return float(data) if any(c in data.lower() for c in ".e") and data.strip()[0] in "0123456789.-+" else data
-        except ValueError:
-            return data
-    return data
-
-
 def config_from_mapping(values: dict[str, Any], base: TrainConfig | None = None) -> TrainConfig:
     """A ``TrainConfig`` from option names and values (e.g. a trial's parameters or a --config file)."""
     merged = base.to_dict() if base is not None else {}
-    merged.pop("extra", None)
     for key, value in values.items():
         merged[config_name(key)] = tuple(value) if isinstance(value, list) else value
     return TrainConfig(**merged)

@@ -16,14 +16,15 @@ from __future__ import annotations
 import contextlib
 import math
 import multiprocessing
-import os
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fmnist.backend.threads import per_worker, thread_budget
+from fmnist.sweep import SWEEP_FILES, sweep_link
 from fmnist.sweep.liveness import WORKER, this_worker
 from fmnist.sweep.retry import NOT_COUNTED, STOPPED, Recovered, Recovery, is_retry, prepare_run_dir, replace, slot
 from fmnist.sweep.spec import Param, SweepError, SweepSpec, config_from_mapping, decode, encode, run_name
@@ -58,7 +59,7 @@ class SweepOptions:
 
     @property
     def storage_url(self) -> str:
-        return self.storage or f"sqlite:///{(self.out / 'sweep.db').resolve()}"
+        return self.storage or f"sqlite:///{(self.out / SWEEP_FILES['database']).resolve()}"
 
 
 class StudyChangedError(SweepError):
@@ -305,8 +306,8 @@ def run_trial(study: Any, trial: Any, spec: SweepSpec, options: SweepOptions, re
     from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
 
+    from fmnist.rundir.driver import train_run
     from fmnist.training.fit import TrainingInterrupted
-    from fmnist.training.run import train_run
 
     trial.set_user_attr(WORKER, this_worker())  # first: a worker of this machine can tell at once if we die
     trial.set_user_attr(NOT_COUNTED, STOPPED)  # until the trial ends on its own
@@ -334,7 +335,8 @@ def run_trial(study: Any, trial: Any, spec: SweepSpec, options: SweepOptions, re
             report(TrialEvent(trial.number, "running", run_dir=str(run_dir), params=searched, note=start.note or None))
             if start.record:
                 trial.set_user_attr("continues", start.record)
-            train_run(config, run_dir, [pruner], resume=start.resume)
+            links = {"sweep": sweep_link(options.out, run_dir)}
+            train_run(config, run_dir, [pruner], resume=start.resume, links=links)
             if pruner.reason is not None:
                 outcome = ("pruned", None, pruner.reason)
             elif math.isfinite(value := _final_metric(run_dir, spec.metric)):
@@ -404,80 +406,46 @@ class Pruner(Callback):
 
 
 def _final_metric(run_dir: Path, metric: str) -> float:
-    import json
+    from fmnist.files import read_jsonl
+    from fmnist.rundir.layout import FILES
 
-    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    return float(json.loads(lines[-1])[metric])
+    return float(read_jsonl(run_dir / FILES["metrics"])[-1][metric])
 
 
 # --- many workers ---------------------------------------------------------------------------------------------------
 
-BLAS_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
-
-
-def threads_per_worker(workers: int) -> int:
-    """BLAS threads for each of ``workers`` processes, so that they share the cores instead of fighting over them."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        cores = os.cpu_count() or 1
-    return max(1, cores // workers)
-
-
-@contextlib.contextmanager
-def blas_threads(threads: int) -> Iterator[None]:
-    """This process's BLAS (and OpenMP) thread pools limited to ``threads`` for the block."""
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=threads):
-        yield
-
-
-@contextlib.contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
-    """``os.environ`` with ``values`` for the block (what spawned processes read when their libraries start)."""
-    before = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in before.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
 
 def _worker_main(spec: SweepSpec, options: SweepOptions, events: Any, threads: int) -> None:
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    with contextlib.suppress(KeyboardInterrupt), blas_threads(threads):  # the trial is already marked interrupted
+    with contextlib.suppress(KeyboardInterrupt), thread_budget(threads):  # the trial is already marked interrupted
         work(spec, options, events.put if events is not None else None)
 
 
 def run_sweep(spec: SweepSpec, options: SweepOptions, on_event: Callable[[TrialEvent], None] | None = None) -> Any:
     """Run ``options.workers`` workers (this process and separate processes) on one study; returns the study.
 
-    Each worker gets ``threads_per_worker`` BLAS threads; the other workers' events reach ``on_event`` too. When
-    they are done, this process recovers what a worker that died left behind before returning.
+    Each worker gets ``per_worker(workers)`` threads (``fmnist.backend.threads``); the other workers' events reach
+    ``on_event`` too. When they are done, this process recovers what a worker that died left behind before
+    returning.
     """
     options.out.mkdir(parents=True, exist_ok=True)
     write_sweep_info(spec, options)
     study = open_study(spec, options)  # create it (and enqueue a grid) once, before the workers race
-    threads = threads_per_worker(options.workers)
+    threads = per_worker(options.workers)
     context = multiprocessing.get_context("spawn")
     events = context.Queue() if on_event is not None and options.workers > 1 else None
     others = [
         context.Process(target=_worker_main, args=(spec, options, events, threads), daemon=False)
         for _ in range(options.workers - 1)
     ]
-    with _environment({name: str(threads) for name in BLAS_THREAD_VARIABLES}):
+    with thread_budget(threads):  # the workers' libraries read it when they load
         for process in others:
             process.start()
     relay = threading.Thread(target=_relay, args=(events, on_event), daemon=True) if events is not None else None
     if relay is not None:
         relay.start()
     try:
-        with blas_threads(threads):
+        with thread_budget(threads):
             work(spec, options, on_event)
     finally:
         for process in others:
@@ -486,7 +454,7 @@ def run_sweep(spec: SweepSpec, options: SweepOptions, on_event: Callable[[TrialE
             events.put(None)
             relay.join(timeout=10)
     if any(process.exitcode not in (0, None) for process in others):
-        with blas_threads(threads_per_worker(1)):
+        with thread_budget(per_worker(1)):
             work(spec, options, on_event)  # a worker died: its trial is retried here
     return study
 
@@ -502,9 +470,7 @@ def _relay(events: Any, on_event: Callable[[TrialEvent], None]) -> None:
 def write_sweep_info(spec: SweepSpec, options: SweepOptions) -> None:
     """``OUT/sweep.json``: where the study is and what it searches, so ``fmnist report OUT`` can reopen it
     (``storage`` null means the default ``sweep.db`` beside it, so a moved sweep directory still opens)."""
-    import json
-
-    from fmnist.training.atomic import atomic_write
+    from fmnist.files import write_json
 
     info = {
         "format": "fmnist-sweep",
@@ -516,4 +482,4 @@ def write_sweep_info(spec: SweepSpec, options: SweepOptions) -> None:
         "sweep_file": options.sweep_file,
         "spec": spec.describe(),
     }
-    atomic_write(options.out / "sweep.json", json.dumps(info, indent=2, default=str) + "\n")
+    write_json(options.out / SWEEP_FILES["info"], info)

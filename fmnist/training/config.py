@@ -1,9 +1,13 @@
-"""``TrainConfig``: every hyperparameter of a run in one frozen, validated record."""
+"""``TrainConfig``: every hyperparameter of a run in one frozen, validated record; the presets; configuration
+files (JSON or YAML) and the layering of typed options over a preset and a file."""
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from fmnist import names
@@ -64,6 +68,48 @@ class ConfigError(ValueError):
     """An invalid option; the message is one line naming the option and the valid values."""
 
 
+# Keys a saved configuration may hold beside the options: the record of a run's config.json (written by
+# ``fmnist.rundir``), and "extra", a field of older versions. ``from_record`` and config files skip them.
+RECORD_KEYS = ("environment", "normalization", "command", "started")
+NOT_OPTIONS = (*RECORD_KEYS, "extra")
+
+# The configuration's optimizer fields and their names in ``fmnist.network.get_optimizer``.
+OPTIMIZER_FIELDS = {
+    "learning_rate": "lr",
+    "momentum": "momentum",
+    "beta": "beta",
+    "beta1": "beta1",
+    "beta2": "beta2",
+    "epsilon": "eps",
+    "weight_decay": "weight_decay",
+}
+
+
+def _in_unit(v: Any) -> bool:
+    return 0 <= v < 1
+
+
+# Rules on one field each, checked in this order: (field, valid, what a valid value is). The optimizer's fields
+# are checked by the optimizer's own ranges (``fmnist.network.optimizers.RANGES``), right after these.
+RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
+    ("epochs", lambda v: v > 0, "> 0"),
+    ("batch_size", lambda v: v > 0, "> 0"),
+    ("hidden_size", lambda v: v > 0, "> 0"),
+    ("num_layers", lambda v: v >= 0, ">= 0"),
+    ("conv_dropout", _in_unit, "in [0, 1)"),
+    ("kernel_size", lambda v: v > 0 and v % 2 == 1, "odd and > 0 (the padding keeps the size)"),
+    ("val_fraction", _in_unit, "in [0, 1)"),
+    ("warmup_epochs", lambda v: v >= 0, ">= 0"),
+    ("lr_step_epochs", lambda v: v > 0, "> 0"),
+    ("lr_gamma", lambda v: 0 < v <= 1, "in (0, 1]"),
+    ("dropout", _in_unit, "in [0, 1)"),
+    ("label_smoothing", _in_unit, "in [0, 1)"),
+    ("max_grad_norm", lambda v: v is None or v > 0, "> 0"),
+    ("augment_shift", lambda v: 0 <= v <= 8, "in 0..8 pixels"),
+    ("patience", lambda v: v is None or v > 0, "> 0"),
+)
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """A training run's configuration. Defaults are the best plain configuration we know for Fashion-MNIST.
@@ -116,7 +162,6 @@ class TrainConfig:
     wandb_project: str = "fmnist"
     wandb_entity: str | None = None
     data_dir: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         for item in dataclasses.fields(self):
@@ -132,12 +177,22 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise ``ConfigError`` (one line) for the first invalid value."""
-        positive = ("epochs", "batch_size", "hidden_size")
-        for name in positive:
-            if int(getattr(self, name)) <= 0:
-                raise ConfigError(f"--{name} must be > 0, got {getattr(self, name)}")
-        if self.num_layers < 0:
-            raise ConfigError(f"--num_layers must be >= 0, got {self.num_layers}")
+        from fmnist.network.optimizers import RANGES
+
+        for name, valid, what in RULES:
+            if not valid(getattr(self, name)):
+                raise ConfigError(f"{flag(name)} must be {what}, got {getattr(self, name)}")
+        for name, rule in OPTIMIZER_FIELDS.items():
+            what, valid = RANGES[rule]
+            if not valid(getattr(self, name)):
+                raise ConfigError(f"{flag(name)} {what}, got {getattr(self, name)}")
+        self._validate_network()
+        if self.label_smoothing and self.loss != "cross_entropy":
+            raise ConfigError("--label-smoothing applies to --loss cross_entropy only")
+        if self.patience is not None and self.val_fraction == 0:
+            raise ConfigError("--patience watches the validation loss: it needs --val-fraction > 0")
+
+    def _validate_network(self) -> None:
         if not self.conv_channels or any(c <= 0 for c in self.conv_channels):
             raise ConfigError(
                 f"--conv-channels must list positive channel counts such as 32,64, got {self.conv_channels}"
@@ -149,43 +204,8 @@ class TrainConfig:
         counts = self.convs_per_block
         if any(c <= 0 for c in counts) or len(counts) not in (1, len(self.conv_channels)):
             raise ConfigError(f"--convs-per-block takes one count > 0, or one per --conv-channels block, got {counts}")
-        if not 0 <= self.conv_dropout < 1:
-            raise ConfigError(f"--conv-dropout must be in [0, 1), got {self.conv_dropout}")
-        if self.kernel_size <= 0 or self.kernel_size % 2 == 0:
-            raise ConfigError(f"--kernel-size must be odd and > 0 (the padding keeps the size), got {self.kernel_size}")
         if self.hidden_sizes is not None and any(s <= 0 for s in self.hidden_sizes):
             raise ConfigError(f"--hidden-sizes must all be > 0, got {','.join(map(str, self.hidden_sizes))}")
-        if not self.learning_rate > 0:
-            raise ConfigError(f"--learning_rate must be > 0, got {self.learning_rate}")
-        if not 0 <= self.val_fraction < 1:
-            raise ConfigError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
-        for name in ("momentum", "beta", "beta1", "beta2"):
-            if not 0 <= getattr(self, name) < 1:
-                raise ConfigError(f"--{name} must be in [0, 1), got {getattr(self, name)}")
-        if not self.epsilon > 0:
-            raise ConfigError(f"--epsilon must be > 0, got {self.epsilon}")
-        if not self.weight_decay >= 0:
-            raise ConfigError(f"--weight_decay must be >= 0, got {self.weight_decay}")
-        if not self.warmup_epochs >= 0:
-            raise ConfigError(f"--warmup-epochs must be >= 0, got {self.warmup_epochs}")
-        if self.lr_step_epochs <= 0:
-            raise ConfigError(f"--lr-step-epochs must be > 0, got {self.lr_step_epochs}")
-        if not 0 < self.lr_gamma <= 1:
-            raise ConfigError(f"--lr-gamma must be in (0, 1], got {self.lr_gamma}")
-        if not 0 <= self.dropout < 1:
-            raise ConfigError(f"--dropout must be in [0, 1), got {self.dropout}")
-        if not 0 <= self.label_smoothing < 1:
-            raise ConfigError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
-        if self.label_smoothing and self.loss != "cross_entropy":
-            raise ConfigError("--label-smoothing applies to --loss cross_entropy only")
-        if self.max_grad_norm is not None and not self.max_grad_norm > 0:
-            raise ConfigError(f"--clip-grad-norm must be > 0, got {self.max_grad_norm}")
-        if not 0 <= self.augment_shift <= 8:
-            raise ConfigError(f"--augment-shift must be in 0..8 pixels, got {self.augment_shift}")
-        if self.patience is not None and self.patience <= 0:
-            raise ConfigError(f"--patience must be > 0, got {self.patience}")
-        if self.patience is not None and self.val_fraction == 0:
-            raise ConfigError("--patience watches the validation loss: it needs --val-fraction > 0")
 
     @property
     def hidden(self) -> tuple[int, ...]:
@@ -198,40 +218,129 @@ class TrainConfig:
 
     def optimizer_kwargs(self) -> dict[str, Any]:
         """Hyperparameters for ``get_optimizer`` (those the chosen rule does not use are ignored there)."""
-        return {
-            "lr": self.learning_rate,
-            "momentum": self.momentum,
-            "beta": self.beta,
-            "beta1": self.beta1,
-            "beta2": self.beta2,
-            "eps": self.epsilon,
-            "weight_decay": self.weight_decay,
-            "decoupled_weight_decay": self.decoupled_weight_decay,
-            "max_grad_norm": self.max_grad_norm,
-        }
+        kwargs = {rule: getattr(self, name) for name, rule in OPTIMIZER_FIELDS.items()}
+        return {**kwargs, "decoupled_weight_decay": self.decoupled_weight_decay, "max_grad_norm": self.max_grad_norm}
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
-        out["hidden_sizes"] = list(self.hidden_sizes) if self.hidden_sizes is not None else None
-        out["conv_channels"] = list(self.conv_channels)
-        out["convs_per_block"] = list(self.convs_per_block)
+        for name in OPTIONS:
+            if isinstance(out[name], tuple):
+                out[name] = list(out[name])
         return out
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        """Build from a dict (a run's ``config.json``, a ``--config`` file, a sweep trial): keys may be any
-        spelling ``fmnist.names`` knows (``lr``, ``-nhl``, ``hidden_layers``...); unknown or repeated keys raise
-        ``ConfigError``."""
+        """Build from a dict (a ``--config`` file, a sweep trial): keys may be any spelling ``fmnist.names`` knows
+        (``lr``, ``-nhl``, ``hidden_layers``...); unknown or repeated keys raise ``ConfigError``."""
         fields: dict[str, Any] = {}
         for name, value in values.items():
-            try:
-                field_name = "extra" if name == "extra" else names.parameter(name)
-            except names.UnknownNameError as err:
-                raise ConfigError(str(err)) from None
+            field_name = option_name(name)
             if field_name in fields:
                 raise ConfigError(f"{flag(field_name)} is given twice (as {name!r} and under another name)")
             fields[field_name] = value
         return cls(**fields)
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> TrainConfig:
+        """The configuration of a saved record (a run's ``config.json``, ``best_config.json``): the options, with
+        the record's other keys (``RECORD_KEYS``, and ``extra`` of older versions) left out."""
+        return cls.from_dict(options_of(record))
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A copy with ``changes`` (field names), validated."""
+        return dataclasses.replace(self, **changes)
+
+
+OPTIONS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(TrainConfig))
+
+
+def options_of(record: dict[str, Any]) -> dict[str, Any]:
+    """The options of a saved record: every key but ``NOT_OPTIONS``."""
+    return {k: v for k, v in record.items() if k not in NOT_OPTIONS}
+
+
+def option_name(name: str) -> str:
+    """The ``TrainConfig`` field for an option name (``-lr``, ``learning_rate``, ``hidden-sizes``,
+    ``hidden_layers``...).
+
+    Raises:
+        ConfigError: no such option (the message suggests the nearest).
+    """
+    try:
+        return names.parameter(name)
+    except names.UnknownNameError as err:
+        raise ConfigError(str(err)) from None
+
+
+# --- configuration files and layers ------------------------------------------------------------------------------
+
+
+def load_mapping(path: Path) -> Any:
+    """A YAML or JSON file as Python data (YAML's 1e-4 style numbers become floats).
+
+    Raises:
+        ConfigError: not valid JSON or YAML.
+    """
+    import yaml
+
+    text = path.read_text()
+    try:
+        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as err:
+        raise ConfigError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'} ({err})") from err
+    return _floats(data)
+
+
+def _floats(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {k: _floats(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_floats(v) for v in data]
+    if isinstance(data, str):
+        try:
+            return float(data) if any(c in data.lower() for c in ".e") and data.strip()[0] in "0123456789.-+" else data
+        except ValueError:
+            return data
+    return data
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Option values from a JSON/YAML file (a run's ``config.json``, a sweep's ``best_config.json``, one written by
+    hand), keyed by ``TrainConfig`` field; a record's other keys are skipped.
+
+    Raises:
+        ConfigError: the file is missing or unreadable, not a mapping, or names an option twice or one that is
+            unknown.
+    """
+    if not path.is_file():
+        raise ConfigError(f"{path} does not exist")
+    raw = load_mapping(path)
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path} must hold a mapping of option names to values")
+    values: dict[str, Any] = {}
+    for key, value in options_of(raw).items():
+        name = option_name(key)
+        if name in values:
+            raise ConfigError(f"{key!r} sets {flag(name)} a second time")
+        values[name] = tuple(value) if isinstance(value, list) else value
+    return values
+
+
+def layered(typed: dict[str, Any], given: set[str], *layers: dict[str, Any]) -> TrainConfig:
+    """The configuration of ``typed`` option values where each name in ``given`` was typed by the user, and the
+    ``layers`` (a preset, then a configuration file) fill in the rest, later layers winning. Typing
+    ``num_layers`` or ``hidden_size`` replaces a layer's ``hidden_sizes``.
+
+    Raises:
+        ConfigError: an invalid value.
+    """
+    given = set(given)
+    if {"num_layers", "hidden_size"} & given:
+        given.add("hidden_sizes")
+    values = dict(typed)
+    for layer in layers:
+        values.update({k: v for k, v in layer.items() if k not in given})
+    return TrainConfig(**values)
 
 
 def _field_types() -> dict[str, tuple[str, bool]]:

@@ -1,5 +1,5 @@
-"""The fit loop: pure library code that never prints; what happens during a run is seen through callbacks
-(``fmnist.training.callbacks``).
+"""The fit loop and the whole run lifecycle: pure library code that never prints, writes no file and renders
+nothing; what happens during a run is seen through callbacks (``fmnist.training.callbacks``).
 
 Per step the loop keeps everything on the device: each batch's loss and number of correct predictions are
 written into one small device buffer, which is read back once every ``report_every`` steps (one host sync) to feed
@@ -23,8 +23,8 @@ import numpy as np
 
 from fmnist.backend import NoiseStream
 from fmnist.data import DeviceData
-from fmnist.network import MLP, Optimizer
-from fmnist.training.callbacks import Callback, CallbackList
+from fmnist.network import Optimizer
+from fmnist.training.callbacks import Callback, CallbackList, Outcome
 from fmnist.training.inference import evaluate
 
 
@@ -87,7 +87,8 @@ class _EpochRun:
 
 @dataclass
 class Trainer:
-    """Runs epochs of minibatch training with validation and exact save/restore; callbacks observe it.
+    """Runs epochs of minibatch training with validation and exact save/restore; callbacks observe the whole
+    lifecycle (``fit``).
 
     Args:
         model, optimizer, loss_fn: the network, its optimizer and a loss ``(logits, y) -> (loss, dlogits)``.
@@ -102,7 +103,7 @@ class Trainer:
         report_every: steps between host reads of the running loss (progress, divergence check).
     """
 
-    model: MLP
+    model: Any  # a Sequential network (an MLP or a CNN)
     optimizer: Optimizer
     loss_fn: Callable[[Any, Any], tuple[Any, Any]]
     train: DeviceData
@@ -120,7 +121,7 @@ class Trainer:
     best_params: Any = None
     stop_training: bool = False  # set by a callback (early stopping, a sweep's pruner) to end after this epoch
     stop_reason: str | None = None
-    run: Any = None  # what the run driving this trainer describes (RunInfo), for callbacks
+    run: Any = None  # what the code driving this trainer describes (e.g. fmnist.rundir's RunInfo), for callbacks
     _run: _EpochRun = field(default_factory=_EpochRun)
 
     def __post_init__(self) -> None:
@@ -139,19 +140,29 @@ class Trainer:
         """Completed epochs."""
         return len(self.history)
 
-    def fit(self, epochs: int, callbacks: list[Callback] | CallbackList | None = None) -> list[EpochMetrics]:
-        """Train until ``epochs`` epochs are complete (or a callback sets ``stop_training``); returns the history.
+    def fit(self, epochs: int, callbacks: list[Callback] | CallbackList | None = None) -> Outcome:
+        """Train until ``epochs`` epochs are complete (or a callback sets ``stop_training``): the whole lifecycle,
+        from ``on_train_begin`` to ``on_train_end`` with the outcome, which is also returned.
 
-        Calls the callbacks' per-step, progress and epoch hooks (a run calls ``on_train_begin``/``on_train_end``
-        around it, see ``fmnist.training.run``).
-
-        Raises:
+        Raises (after ``on_train_end`` saw the outcome):
             DivergenceError: a NaN/inf loss (the model is then left as it is; earlier checkpoints stay good).
             TrainingInterrupted: a callback's ``should_stop()`` returned True; ``state()`` then captures the exact
                 position.
         """
         if not isinstance(callbacks, CallbackList):
             callbacks = CallbackList(callbacks)
+        callbacks.on_train_begin(self)
+        try:
+            self._epochs(epochs, callbacks)
+        except (TrainingInterrupted, DivergenceError) as err:
+            status = "interrupted" if isinstance(err, TrainingInterrupted) else "diverged"
+            callbacks.on_train_end(self, Outcome(status, error=err))
+            raise
+        outcome = Outcome("completed")
+        callbacks.on_train_end(self, outcome)
+        return outcome
+
+    def _epochs(self, epochs: int, callbacks: CallbackList) -> None:
         flops = self.batch_size * self.model.gemm_flops_per_sample
         while self.epoch < epochs and not self.stop_training:
             with self.model.backend.threads_for(flops):
@@ -160,7 +171,6 @@ class Trainer:
             self._run = _EpochRun()
             self._track_best(metrics)
             callbacks.on_epoch_end(self, metrics)
-        return self.history
 
     def _run_epoch(self, epochs: int, callbacks: CallbackList) -> EpochMetrics:
         be, xp, run = self.model.backend, self.model.backend.xp, self._run

@@ -21,14 +21,14 @@ from fmnist.backend import NoiseStream, get_backend
 from fmnist.backend.cupy_ops import SOURCE
 from fmnist.data import DeviceData
 from fmnist.network import MLP, get_loss, get_optimizer
+from fmnist.rundir.driver import train_run
 from fmnist.training.config import TrainConfig
 from fmnist.training.fit import Trainer, TrainingInterrupted
 from fmnist.training.inference import evaluate
-from fmnist.training.run import train_run
 
 from helpers import StopWhen
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]
 SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 

@@ -24,7 +24,7 @@ from helpers import learnable_arrays, write_tiny_mnist
 optuna = pytest.importorskip("optuna", reason="Optuna is not installed (pip install 'fmnist[sweep]')")
 runner = CliRunner()
 SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
-COURSE_SWEEP = Path(__file__).parent / "data" / "course_sweep.yaml"
+COURSE_SWEEP = Path(__file__).parents[1] / "data" / "course_sweep.yaml"
 TINY = {"epochs": {"value": 2}, "batch_size": {"value": 64}, "hidden_size": {"value": 16}}
 
 

@@ -1,12 +1,15 @@
-"""The throughput harness shared by ``fmnist bench`` and ``bench/``: the same MLP trained by fmnist on each
-backend and by its peers (PyTorch eager with default and fused Adam; typical float64 student NumPy code), timed
-over whole epochs after a warm-up, with the device synchronised around the timed region.
+"""The benchmark behind ``fmnist bench`` and ``bench/``: the same network (any configuration ``fmnist train``
+reads) trained by fmnist on each backend and by its peers (PyTorch eager with default and fused Adam; typical
+float64 student NumPy code), timed over whole epochs after a warm-up, with the device synchronised around the timed
+region.
 
 Peers are measured here only; fmnist's own code never imports PyTorch.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import math
 import statistics
 import time
@@ -17,70 +20,106 @@ from typing import Any
 import numpy as np
 
 from fmnist.backend import Backend, get_backend
+from fmnist.backend.threads import blas_info
 from fmnist.data import DeviceData
-from fmnist.network import MLP, conv_net, get_loss, get_optimizer
+from fmnist.network import get_loss, get_optimizer
+from fmnist.training.assemble import build_model
+from fmnist.training.config import TrainConfig
 from fmnist.training.fit import Trainer
 
 
 @dataclass(frozen=True)
 class BenchCase:
-    """One benchmark configuration: a network, an optimizer and a batch size over ``samples`` training samples.
+    """One benchmark configuration: a network, its optimizer and batch size (``config``: the same configuration
+    ``fmnist train`` reads, so any preset's network can be measured), over ``samples`` training samples of
+    ``features`` pixels (28x28) and ``classes`` classes."""
 
-    ``model="mlp"``: the MLP of ``sizes``. ``model="cnn"``: the CNN of ``conv_net`` with ``conv_channels``
-    blocks (3x3 convolution, batch norm, ReLU, 2x2 max pool) and a dense head of ``sizes[1:-1]`` (batch norm,
-    ReLU), on 28x28 images of ``sizes[0]`` pixels.
-    """
-
-    sizes: tuple[int, ...] = (784, 128, 128, 128, 128, 128, 10)
-    batch_size: int = 64
-    optimizer: str = "adam"
-    activation: str = "relu"
+    config: TrainConfig
     samples: int = 60000
-    model: str = "mlp"
-    conv_channels: tuple[int, ...] = (32, 64)
+    features: int = 784
+    classes: int = 10
+
+    @classmethod
+    def mlp(
+        cls,
+        sizes: tuple[int, ...] = (784, 128, 128, 128, 128, 128, 10),
+        batch_size: int = 64,
+        optimizer: str = "adam",
+        activation: str = "relu",
+        samples: int = 60000,
+    ) -> BenchCase:
+        """The MLP of ``sizes`` (input first), trained with ``optimizer`` at lr 1e-3 and no weight decay."""
+        config = TrainConfig(
+            hidden_sizes=tuple(sizes[1:-1]) or None,
+            num_layers=len(sizes) - 2,
+            batch_size=batch_size,
+            optimizer=optimizer,
+            activation=activation,
+            **PLAIN,
+        )
+        return cls(config, samples, sizes[0], sizes[-1])
+
+    @property
+    def batch_size(self) -> int:
+        return self.config.batch_size
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        """The dense layers' widths, input first (a CNN's: its head's, from the pixels)."""
+        return (self.features, *self.config.hidden, self.classes)
 
     @property
     def label(self) -> str:
-        net = f"cnn {'-'.join(map(str, self.conv_channels))}" if self.model == "cnn" else "-".join(map(str, self.sizes))
-        return f"{net} {self.optimizer} b{self.batch_size}"
+        c = self.config
+        net = "-".join(map(str, self.sizes))
+        if c.model == "cnn":
+            net = f"cnn {'-'.join(map(str, c.conv_channels))} + {net}"
+        return f"{net} {c.optimizer} b{c.batch_size}"
 
     def build(self, backend: Backend) -> Any:
-        """The fmnist network of this case."""
-        if self.model == "cnn":
-            side = math.isqrt(self.sizes[0])
-            head = {"hidden": self.sizes[1:-1], "num_classes": self.sizes[-1], "activation": self.activation}
-            return conv_net((1, side, side), backend=backend, seed=0, conv_channels=self.conv_channels, **head)
-        return MLP(list(self.sizes), activation=self.activation, weight_init="he", backend=backend, seed=0)
+        """The fmnist network of this case (``fmnist.training.assemble.build_model``)."""
+        return build_model(self.config, backend, self.features, self.classes)
 
     def torch_model(self, torch: Any) -> Any:
         """The same network in PyTorch (its own initialisation: throughput does not depend on the weights)."""
-        nn = torch.nn
-        act = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}[self.activation]
+        nn, c = torch.nn, self.config
+        act = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "identity": nn.Identity}[c.activation]
         layers: list[Any] = []
-        features = self.sizes[0]
-        if self.model == "cnn":
-            side = math.isqrt(self.sizes[0])
+        features = self.features
+        if c.model == "cnn":
+            side = math.isqrt(self.features)
             layers.append(nn.Unflatten(1, (1, side, side)))
             channels = 1
-            for out in self.conv_channels:
-                layers += [nn.Conv2d(channels, out, 3, padding=1), nn.BatchNorm2d(out), nn.MaxPool2d(2), act()]
-                channels, side = out, side // 2
+            counts = c.convs_per_block * len(c.conv_channels) if len(c.convs_per_block) == 1 else c.convs_per_block
+            for out, count in zip(c.conv_channels, counts, strict=True):
+                for i in range(count):
+                    layers.append(nn.Conv2d(channels, out, c.kernel_size, padding=c.kernel_size // 2))
+                    layers += [nn.BatchNorm2d(out)] if c.batch_norm else []
+                    layers += [act()] if i < count - 1 else []
+                    channels = out
+                layers += [nn.MaxPool2d(2), act()]
+                side //= 2
+            layers += [nn.Dropout(c.conv_dropout)] if c.conv_dropout else []
             layers.append(nn.Flatten())
             features = channels * side * side
-        for width in self.sizes[1:-1]:
+        for width in c.hidden:
             layers.append(nn.Linear(features, width))
-            if self.model == "cnn":
-                layers.append(nn.BatchNorm1d(width))
+            layers += [nn.BatchNorm1d(width)] if c.model == "cnn" and c.batch_norm else []
             layers.append(act())
+            layers += [nn.Dropout(c.dropout)] if c.dropout else []
             features = width
-        layers.append(nn.Linear(features, self.sizes[-1]))
+        layers.append(nn.Linear(features, self.classes))
         return nn.Sequential(*layers)
 
     def gemm_flops_per_sample(self) -> int:
         """Multiply-adds x 2 of forward (1 GEMM) and backward (2 GEMMs) per sample."""
-        if self.model == "cnn":
+        if self.config.model == "cnn":
             return self.build(get_backend("cpu")).gemm_flops_per_sample
-        return 6 * sum(a * b for a, b in zip(self.sizes[:-1], self.sizes[1:], strict=True))
+        return 6 * sum(a * b for a, b in itertools.pairwise(self.sizes))
+
+
+# The benchmark's plain recipe: a constant learning rate of 1e-3 and no weight decay (as PyTorch's defaults).
+PLAIN: dict[str, Any] = {"learning_rate": 1e-3, "weight_decay": 0.0, "lr_schedule": "constant"}
 
 
 def synthetic_data(samples: int, features: int = 784, classes: int = 10, seed: int = 0) -> tuple[np.ndarray, ...]:
@@ -106,16 +145,17 @@ def _time_epochs(run_epoch: Callable[[], None], sync: Callable[[], None], epochs
 def fmnist_throughput(case: BenchCase, backend: Backend | str, epochs: int = 2, warmup: int = 1) -> float:
     """Training samples per second of fmnist's fit loop on ``backend``."""
     backend = get_backend(backend)
-    images, labels = synthetic_data(case.samples, case.sizes[0], case.sizes[-1])
+    images, labels = synthetic_data(case.samples, case.features, case.classes)
     data = DeviceData(backend, images, labels)
     model = case.build(backend)
+    config = case.config
     trainer = Trainer(
         model=model,
-        optimizer=get_optimizer(case.optimizer, model.parameters(), lr=1e-3),
-        loss_fn=get_loss("cross_entropy"),
+        optimizer=get_optimizer(config.optimizer, model.parameters(), **config.optimizer_kwargs()),
+        loss_fn=get_loss(config.loss, label_smoothing=config.label_smoothing),
         train=data,
         val=None,
-        batch_size=case.batch_size,
+        batch_size=config.batch_size,
         rng=backend.rng(0),
     )
     epoch = {"n": 0}
@@ -136,15 +176,16 @@ def torch_throughput(
     torch.manual_seed(0)
     dev = torch.device("cuda" if device == "gpu" else "cpu")
     model = case.torch_model(torch).to(dev)
-    opt_cls = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "momentum": torch.optim.SGD}[case.optimizer]
-    kwargs: dict[str, Any] = {"lr": 1e-3}
-    if case.optimizer == "momentum":
-        kwargs["momentum"] = 0.9
+    optimizer_name = case.config.optimizer
+    opt_cls = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "momentum": torch.optim.SGD}[optimizer_name]
+    kwargs: dict[str, Any] = {"lr": case.config.learning_rate}
+    if optimizer_name == "momentum":
+        kwargs["momentum"] = case.config.momentum
     if fused:
         kwargs["fused"] = True
     optimizer = opt_cls(model.parameters(), **kwargs)
     loss_fn = torch.nn.CrossEntropyLoss()
-    images, labels = synthetic_data(case.samples, case.sizes[0], case.sizes[-1])
+    images, labels = synthetic_data(case.samples, case.features, case.classes)
     x_all = torch.from_numpy(images).to(dev)
     y_all = torch.from_numpy(labels).to(dev)
     generator = torch.Generator(device="cpu").manual_seed(0)
@@ -177,7 +218,7 @@ def student_throughput(case: BenchCase, epochs: int = 1, warmup: int = 0) -> flo
         params[f"b{i}"] = np.zeros((sizes[i], 1))
     m = {k: np.zeros_like(v) for k, v in params.items()}
     v = {k: np.zeros_like(p) for k, p in params.items()}
-    images, labels = synthetic_data(case.samples, sizes[0], sizes[-1])
+    images, labels = synthetic_data(case.samples, case.features, case.classes)
     x_all = images.astype(np.float64) / 255.0
     eye = np.eye(sizes[-1])
     layers = len(sizes) - 1
@@ -244,7 +285,7 @@ class BenchResult:
 
     implementation: str  # e.g. "fmnist", "torch", "torch-fused", "student-float64"
     device: str
-    sizes: tuple[int, ...]
+    sizes: tuple[int, ...]  # the dense layers' widths, input first
     batch_size: int
     samples_per_second: float
     roofline_fraction: float = math.nan
@@ -264,14 +305,6 @@ def isolated(function: Callable[..., float], *args: Any) -> float:
         return pool.submit(function, *args).result()
 
 
-def blas_info() -> list[dict[str, Any]]:
-    """The BLAS libraries NumPy loaded, with the kernel (architecture) and thread count threadpoolctl reports."""
-    from threadpoolctl import threadpool_info
-
-    keys = ("internal_api", "version", "architecture", "num_threads")
-    return [{k: pool.get(k) for k in keys} for pool in threadpool_info() if pool.get("user_api") == "blas"]
-
-
 def peers_available(device: str = "cpu") -> bool:
     """True when PyTorch is installed (the peers' implementation) and, for the GPU, built with CUDA and seeing it."""
     import importlib.util
@@ -288,17 +321,15 @@ def peers_available(device: str = "cpu") -> bool:
 def run_bench(
     devices: list[str],
     batch_sizes: list[int],
-    sizes: tuple[int, ...],
-    samples: int = 60000,
+    base: BenchCase,
     epochs: int = 2,
     peers: bool = True,
     student: bool = False,
     on_result: Callable[[BenchResult], None] | None = None,
     isolate: bool = True,
-    model: str = "mlp",
-    conv_channels: tuple[int, ...] = (32, 64),
 ) -> tuple[list[BenchResult], dict[str, float]]:
-    """Measure fmnist on each device (and its peers on the same device) at each batch size.
+    """Measure fmnist on each device (and its peers on the same device) at each batch size, with the network
+    and recipe of ``base``.
 
     With ``isolate`` each measurement runs in a fresh process, so that no implementation pays for another's
     thread pools (OpenBLAS and PyTorch's OpenMP threads spin for a while after use) or warmed-up state.
@@ -312,24 +343,50 @@ def run_bench(
         with_torch = peers and peers_available(device)
         gflops[device] = sgemm_gflops(device, n=2048 if device == "gpu" else 1024)
         for batch in batch_sizes:
-            case = BenchCase(sizes, batch, samples=samples, model=model, conv_channels=conv_channels)
-            row: list[BenchResult] = []
-            measures: list[tuple[str, Callable[..., float], tuple]] = [
-                ("fmnist", fmnist_throughput, (case, device, epochs))
-            ]
-            if with_torch:
-                measures.append(("torch", torch_throughput, (case, device, False, epochs)))
-                measures.append(("torch-fused", torch_throughput, (case, device, True, epochs)))
-            if student and device == "cpu" and model == "mlp":
-                measures.append(("student-float64", student_throughput, (case,)))
-            for name, measure, args in measures:
-                speed = isolated(measure, *args) if isolate else measure(*args)
-                roof = roofline_samples_per_second(case, gflops[device])
-                row.append(BenchResult(name, device, sizes, batch, speed, speed / roof))
-            best_peer = max((r.samples_per_second for r in row if r.implementation != "fmnist"), default=math.nan)
-            for r in row:
-                r.ratio_to_best_peer = r.samples_per_second / best_peer if best_peer == best_peer else math.nan
+            case = dataclasses.replace(base, config=base.config.replace(batch_size=batch))
+            for r in measure_row(case, device, gflops[device], epochs, with_torch, student, isolate):
                 results.append(r)
                 if on_result is not None:
                     on_result(r)
     return results, gflops
+
+
+def measure_row(case: BenchCase, device: str, gflops: float, epochs: int, with_torch: bool, student: bool,
+                isolate: bool) -> list[BenchResult]:  # fmt: skip
+    """fmnist and each peer on one case and device, with ratios to the best peer and roofline fractions."""
+    measures: list[tuple[str, Callable[..., float], tuple]] = [("fmnist", fmnist_throughput, (case, device, epochs))]
+    if with_torch:
+        measures.append(("torch", torch_throughput, (case, device, False, epochs)))
+        measures.append(("torch-fused", torch_throughput, (case, device, True, epochs)))
+    if student and device == "cpu" and case.config.model == "mlp":
+        measures.append(("student-float64", student_throughput, (case,)))
+    row = []
+    roof = roofline_samples_per_second(case, gflops)
+    for name, measure, args in measures:
+        speed = isolated(measure, *args) if isolate else measure(*args)
+        row.append(BenchResult(name, device, case.sizes, case.batch_size, speed, speed / roof))
+    best_peer = max((r.samples_per_second for r in row if r.implementation != "fmnist"), default=math.nan)
+    for r in row:
+        r.ratio_to_best_peer = r.samples_per_second / best_peer if best_peer == best_peer else math.nan
+    return row
+
+
+def bench_record(base: BenchCase, devices: list[str], results: list[BenchResult], gflops: dict[str, float],
+                 epochs: int, threads: int | None) -> dict[str, Any]:  # fmt: skip
+    """What ``fmnist bench --json`` writes: the case, the environment of each measured device, the BLAS and its
+    kernel, and every result."""
+    from fmnist.rundir.layout import environment
+
+    return {
+        "model": base.config.model,
+        "conv_channels": list(base.config.conv_channels) if base.config.model == "cnn" else None,
+        "config": base.config.to_dict(),
+        "sizes": list(base.sizes),
+        "samples": base.samples,
+        "epochs": epochs,
+        "threads": threads,
+        "sgemm_gflops": gflops,
+        "environment": {d: environment(get_backend(d)) for d in devices},
+        "blas": blas_info(),
+        "results": [r.to_dict() for r in results],
+    }

@@ -16,13 +16,14 @@ from typer.testing import CliRunner
 
 from fmnist.cli import app
 from fmnist.data import FASHION_MNIST, registry
-from fmnist.training import builder, rundir
+from fmnist.files import load_archive
+from fmnist.rundir import layout as rundir
+from fmnist.rundir.driver import train_run
+from fmnist.rundir.modelio import load_model
+from fmnist.training import assemble as builder
 from fmnist.training import splits as splits_module
-from fmnist.training.checkpoint import load_archive
 from fmnist.training.config import TrainConfig
 from fmnist.training.fit import TrainingInterrupted
-from fmnist.training.modelio import load_model
-from fmnist.training.run import train_run
 
 from helpers import StopWhen
 
@@ -537,7 +538,7 @@ def test_piped_output_is_plain_lines_within_80_columns(tmp_path):
     script = f"""
 import sys
 from pathlib import Path
-sys.path.insert(0, {str(Path(__file__).parent)!r})
+sys.path.insert(0, {str(Path(__file__).parents[1])!r})
 from helpers import StopWhen, learnable_arrays, write_tiny_mnist
 from fmnist.data import FASHION_MNIST, registry
 spec, _ = write_tiny_mnist(Path({str(tmp_path / "data")!r}), learnable_arrays(), base=FASHION_MNIST)

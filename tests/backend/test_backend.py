@@ -3,7 +3,7 @@ import importlib.util
 import numpy as np
 import pytest
 
-import fmnist.backend as backend_mod
+import fmnist.backend.devices as backend_mod
 from fmnist.backend import BackendUnavailableError, get_backend
 
 

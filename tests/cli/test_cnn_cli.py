@@ -10,10 +10,10 @@ import pytest
 from typer.testing import CliRunner
 
 from fmnist.cli import app
+from fmnist.rundir.driver import train_run
+from fmnist.rundir.modelio import load_model
 from fmnist.training.config import PRESETS, TrainConfig
 from fmnist.training.fit import TrainingInterrupted
-from fmnist.training.modelio import load_model
-from fmnist.training.run import train_run
 
 from helpers import StopWhen
 

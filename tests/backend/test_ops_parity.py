@@ -7,6 +7,7 @@ dropout masks and augmentation must agree bit for bit (they are counter-based); 
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from fmnist.backend import get_backend
 from fmnist.backend.buffered_ops import BufferedOps
 from fmnist.backend.cupy_ops import CupyOps
 from fmnist.backend.numpy_ops import NumpyOps
-from fmnist.backend.ops import Ops
+from fmnist.backend.ops import AdamStep, MomentumStep, Ops, RmspropStep, SgdStep
 
 
 @dataclass
@@ -143,12 +144,13 @@ CASES: dict[str, list[Case]] = {
     "count_correct": [Case(lambda r: [_f32(r, 64, 10), _labels(r, 64)], exact=True)],
     "softmax": [Case(lambda r: [_f32(r, 16, 10, scale=3)])],
     "sgd_update": [
-        Case(lambda r: [_f32(r, 300), _f32(r, 300)], kwargs={"lr": 0.1, **d}, outputs=(0,), steps=3) for d in _DECAYS
+        Case(lambda r: [_f32(r, 300), _f32(r, 300)], kwargs={"hp": SgdStep(lr=0.1, **d)}, outputs=(0,), steps=3)
+        for d in _DECAYS
     ],
     "momentum_update": [
         Case(
             lambda r: [_f32(r, 300), _f32(r, 300), np.zeros(300, np.float32)],
-            kwargs={"lr": 0.1, "momentum": 0.8, "nesterov": nesterov, **d},
+            kwargs={"hp": MomentumStep(lr=0.1, momentum=0.8, nesterov=nesterov, **d)},
             outputs=(0, 2),
             steps=3,
         )
@@ -158,7 +160,7 @@ CASES: dict[str, list[Case]] = {
     "rmsprop_update": [
         Case(
             lambda r: [_f32(r, 300), _f32(r, 300), np.zeros(300, np.float32)],
-            kwargs={"lr": 0.01, "beta": 0.9, "eps": 1e-7, **d},
+            kwargs={"hp": RmspropStep(lr=0.01, beta=0.9, eps=1e-7, **d)},
             outputs=(0, 2),
             steps=3,
         )
@@ -167,7 +169,7 @@ CASES: dict[str, list[Case]] = {
     "adam_update": [
         Case(
             lambda r: [_f32(r, 300), _f32(r, 300), np.zeros(300, np.float32), np.zeros(300, np.float32)],
-            kwargs={"lr": 0.01, "beta1": 0.85, "beta2": 0.99, "eps": 1e-7, "nesterov": nesterov, **d},
+            kwargs={"hp": AdamStep(lr=0.01, beta1=0.85, beta2=0.99, eps=1e-7, nesterov=nesterov, **d)},
             outputs=(0, 2, 3),
             steps=3,
         )
@@ -326,7 +328,7 @@ def _call(be: Any, method: str, case: Case) -> tuple[list[Any], list[Any]]:
         args[i] = ops.to_layout(args[i])
     results = []
     for t in range(1, case.steps + 1):
-        kwargs = {**case.kwargs, "t": t} if method == "adam_update" else case.kwargs
+        kwargs = {"hp": dataclasses.replace(case.kwargs["hp"], t=t)} if method == "adam_update" else case.kwargs
         result = case.run(ops, *args, **kwargs) if case.run else getattr(ops, method)(*args, **kwargs)
         results.append(_to_host(be, _to_nchw(ops, result) if case.layout_results else result))
     return results, _to_host(be, [_to_nchw(ops, a) if i in case.images else a for i, a in enumerate(args)])

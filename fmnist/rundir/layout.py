@@ -1,9 +1,9 @@
-"""The run directory: its layout, and the records written at the start and the end of a run.
+"""The run directory's layout: its files, and the records written at the start and the end of a run.
 
-Files: ``config.json`` (the configuration, environment, pixel normalisation, the command as typed),
-``metrics.jsonl`` (one line per epoch), ``layer_stats.jsonl``, ``checkpoint.npz``, ``model.npz``,
-``summary.json``, ``curves.png``, ``confusion_matrix.png``/``.csv`` and ``report.html``; every one written
-atomically with the user's umask.
+Files: ``config.json`` (the options, plus the record keys of ``fmnist.training.config.RECORD_KEYS``: environment,
+pixel normalisation, the command as typed, the start time), ``metrics.jsonl`` (one line per epoch),
+``layer_stats.jsonl``, ``checkpoint.npz``, ``model.npz``, ``summary.json``, ``curves.png``,
+``confusion_matrix.png``/``.csv`` and ``report.html``; every one written atomically with the user's umask.
 """
 
 from __future__ import annotations
@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from fmnist import __version__
-from fmnist.training.atomic import atomic_write
-from fmnist.training.checkpoint import CheckpointError
-from fmnist.training.config import TrainConfig
+from fmnist.files import write_json
+from fmnist.training.config import ConfigError, TrainConfig
 
 FILES = {
     "config": "config.json",
@@ -31,7 +30,10 @@ FILES = {
     "confusion_csv": "confusion_matrix.csv",
     "report": "report.html",
 }
-RECORD_KEYS = ("environment", "normalization", "command", "started")  # in config.json beside the configuration
+
+
+class RunDirError(ValueError):
+    """A directory that is not a run directory, or whose configuration cannot be read; one line."""
 
 
 def default_run_dir(config: TrainConfig, root: str | Path = "runs") -> Path:
@@ -49,7 +51,7 @@ def default_run_dir(config: TrainConfig, root: str | Path = "runs") -> Path:
 
 
 def environment(backend: Any) -> dict[str, Any]:
-    """Versions and device facts recorded in ``config.json``."""
+    """Versions and device facts recorded in ``config.json`` (and in the benchmark's record)."""
     return {"fmnist": __version__, "python": platform.python_version(), **backend.info()}
 
 
@@ -66,20 +68,24 @@ def write_config(
     }
     if command is not None:
         record["command"] = list(command)
-    atomic_write(run_dir / FILES["config"], json.dumps(record, indent=2) + "\n")
+    write_json(run_dir / FILES["config"], record)
 
 
 def read_config(run_dir: str | Path) -> TrainConfig:
-    """The ``TrainConfig`` of an existing run directory."""
+    """The ``TrainConfig`` of an existing run directory.
+
+    Raises:
+        RunDirError: no ``config.json``, or one this version cannot read.
+    """
     path = Path(run_dir) / FILES["config"]
     if not path.is_file():
-        raise CheckpointError(f"{run_dir}: not a run directory (no {FILES['config']})")
+        raise RunDirError(f"{run_dir}: not a run directory (no {FILES['config']})")
     try:
-        values = json.loads(path.read_text())
-        return TrainConfig.from_dict({k: v for k, v in values.items() if k not in RECORD_KEYS})
-    except (json.JSONDecodeError, TypeError, ValueError) as err:
-        raise CheckpointError(f"{path}: unreadable run configuration ({err})") from err
+        return TrainConfig.from_record(json.loads(path.read_text()))
+    except (json.JSONDecodeError, TypeError, ValueError, ConfigError) as err:
+        raise RunDirError(f"{path}: unreadable run configuration ({err})") from err
 
 
 def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
-    atomic_write(run_dir / FILES["summary"], json.dumps(summary, indent=2) + "\n")
+    """``summary.json``: how the run ended and its final figures."""
+    write_json(run_dir / FILES["summary"], summary)

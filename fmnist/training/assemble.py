@@ -1,8 +1,10 @@
-"""Assembly: the model, optimizer, loss, schedule, augmentation and trainer a configuration describes."""
+"""Assembly: the model, optimizer, loss, schedule, augmentation and trainer a configuration describes (written
+once: runs, reports and the benchmark all build their networks here)."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 from fmnist.backend import NoiseStream
@@ -44,18 +46,23 @@ def build_model(config: TrainConfig, backend: Any, num_features: int, num_classe
     )
 
 
-def build_trainer(config: TrainConfig, backend: Any, splits: Splits) -> Trainer:
-    """A ready ``Trainer`` for ``config`` on ``splits``."""
-    model = build_model(config, backend, splits.train.num_features, len(splits.dataset.class_names))
-    optimizer = get_optimizer(config.optimizer, model.parameters(), **config.optimizer_kwargs())
-    steps_per_epoch = math.ceil(splits.train.n / config.batch_size)
-    schedule = lr_factor(
+def schedule(config: TrainConfig, steps_per_epoch: int) -> Callable[[int], float] | None:
+    """The learning-rate multiplier of ``config`` for step t = 1, 2, ... (``None``: constant, no warm-up)."""
+    if config.lr_schedule == "constant" and not config.warmup_epochs:
+        return None
+    return lr_factor(
         config.lr_schedule,
         config.epochs * steps_per_epoch,
         round(config.warmup_epochs * steps_per_epoch),
         step_every=config.lr_step_epochs * steps_per_epoch,
         gamma=config.lr_gamma,
     )
+
+
+def build_trainer(config: TrainConfig, backend: Any, splits: Splits) -> Trainer:
+    """A ready ``Trainer`` for ``config`` on ``splits``."""
+    model = build_model(config, backend, splits.train.num_features, len(splits.dataset.class_names))
+    optimizer = get_optimizer(config.optimizer, model.parameters(), **config.optimizer_kwargs())
     augment = None
     if config.augment_shift or config.augment_flip:
         background = -splits.mean / splits.std  # a black pixel, standardised: what a shift brings in
@@ -72,7 +79,7 @@ def build_trainer(config: TrainConfig, backend: Any, splits: Splits) -> Trainer:
         val=splits.val,
         batch_size=config.batch_size,
         rng=backend.rng((config.seed, 1)),  # its own stream: shuffles do not depend on the weight draws
-        lr_factor=None if config.lr_schedule == "constant" and not config.warmup_epochs else schedule,
+        lr_factor=schedule(config, math.ceil(splits.train.n / config.batch_size)),
         noise=NoiseStream(config.seed),  # dropout masks and augmentation: counter-based, the same on every device
         augment=augment,
     )

@@ -1,49 +1,39 @@
-"""Shared pieces of the HTML reports: reading run files, formatting values, embedding charts, rendering.
+"""HTML pages from Jinja2 templates, and values formatted as people read them.
 
-Charts are matplotlib figures saved as PNG data URIs (no pyplot state); pages are Jinja2 templates from
-``fmnist/training/templates`` rendered with autoescape, so every value is shown as text, never as markup.
+Pages are the templates of ``fmnist/render/templates`` rendered with autoescape, so every value (run names, paths,
+config values: user text) is shown as text, never as markup.
 """
 
 from __future__ import annotations
 
-import base64
-import io
-import json
 import math
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-NOT_IN_CONFIG = ("environment", "normalization", "command", "extra", "started")
+
+def render(template: str, context: dict[str, Any]) -> str:
+    """The named template of ``fmnist/render/templates`` rendered with ``context`` (autoescaped)."""
+    from jinja2 import Environment, PackageLoader, StrictUndefined
+
+    env = Environment(
+        loader=PackageLoader("fmnist.render", "templates"),
+        autoescape=True,  # every value is user text: run names, paths, config values
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    return env.get_template(template).render(**context)
 
 
-CHART_STYLE = {
-    "font.family": "DejaVu Sans",
-    "font.size": 9,
-    "axes.titlesize": 10,
-    "axes.titleweight": "bold",
-    "axes.titlelocation": "left",
-    "axes.spines.top": False,
-    "axes.spines.right": False,
-    "axes.edgecolor": "#9aa5b1",
-    "axes.grid": True,
-    "grid.color": "#e4e7eb",
-    "grid.linewidth": 0.8,
-    "xtick.color": "#52606d",
-    "ytick.color": "#52606d",
-    "legend.frameon": False,
-    "savefig.dpi": 144,
-}
-
-
-def differences(config: dict) -> list[tuple[str, str, str]]:
-    """(option, value, default) for every option that differs from ``TrainConfig``'s defaults."""
-    from fmnist.training.config import TrainConfig
-
-    defaults = TrainConfig().to_dict()
+def differences(config: Mapping[str, Any], defaults: Mapping[str, Any], skip: Iterable[str] = ()) -> list[tuple]:
+    """(option, value, default) for every option of ``config`` that differs from ``defaults`` (keys in ``skip``
+    are records beside the options, not options)."""
+    skipped = set(skip)
     rows = []
     for name, value in config.items():
-        if name in NOT_IN_CONFIG:
+        if name in skipped:
             continue
         default = defaults.get(name, None)
         if name in defaults and _same(value, default):
@@ -58,66 +48,6 @@ def _same(a: Any, b: Any) -> bool:
     if isinstance(a, str) and isinstance(b, str):
         return a.lower().replace("_", "-") == b.lower().replace("_", "-")
     return a == b
-
-
-def render(template: str, context: dict[str, Any]) -> str:
-    """The named template of ``fmnist/training/templates`` rendered with ``context`` (autoescaped)."""
-    from jinja2 import Environment, PackageLoader, StrictUndefined
-
-    env = Environment(
-        loader=PackageLoader("fmnist.training", "templates"),
-        autoescape=True,  # every value is user text: run names, paths, config values
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    return env.get_template(template).render(**context)
-
-
-def chart_style() -> Any:
-    """A context manager with the reports' matplotlib style."""
-    import matplotlib
-
-    return matplotlib.rc_context(CHART_STYLE)
-
-
-def new_figure(width: float, height: float) -> Any:
-    """A matplotlib ``Figure`` of that size in inches, outside pyplot (nothing to close, no global state)."""
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(width, height))
-
-
-def png_uri(fig: Any, dpi: int | None = None) -> str:
-    """The figure as a PNG data URI."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi or CHART_STYLE["savefig.dpi"], facecolor="white")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def read_json(path: Path) -> Any:
-    """The parsed file, or ``None`` when it is missing or not JSON."""
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    """Lines that parse as JSON objects (a line being written at the moment is skipped)."""
-    try:
-        lines = path.read_text().splitlines()
-    except OSError:
-        return []
-    records = []
-    for line in lines:
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict):
-            records.append(record)
-    return records
 
 
 def flatten(values: dict, prefix: str = "") -> list[tuple[str, str]]:

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from fmnist.backend import get_backend
+from fmnist.files import ArchiveError, load_archive, save_archive
 from fmnist.network import MLP, model_from_spec
-from fmnist.training.checkpoint import CheckpointError, load_archive, save_archive
 from fmnist.training.config import TrainConfig
 
 
@@ -35,7 +35,7 @@ def load_model(path: str | Path, backend: Any = "cpu") -> tuple[Any, dict[str, A
     """Rebuild the model saved in a ``model.npz``.
 
     Raises:
-        CheckpointError: the file is missing, damaged, foreign, or its arrays do not fit its description.
+        ArchiveError: the file is missing, damaged, foreign, or its arrays do not fit its description.
     """
     meta, arrays = load_archive(path, "model")
     try:
@@ -46,5 +46,5 @@ def load_model(path: str | Path, backend: Any = "cpu") -> tuple[Any, dict[str, A
             model = MLP(meta["sizes"], activation=meta["activation"], backend=backend, seed=None)
         model.load_state_dict(arrays)
     except (KeyError, ValueError, TypeError) as err:
-        raise CheckpointError(f"{path}: the weights do not match the described model ({err})") from err
+        raise ArchiveError(f"{path}: the weights do not match the described model ({err})") from err
     return model, meta

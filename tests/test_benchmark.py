@@ -5,10 +5,10 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+from fmnist.benchmark import BenchCase, fmnist_throughput, roofline_samples_per_second, student_throughput
 from fmnist.cli import app
-from fmnist.training.harness import BenchCase, fmnist_throughput, roofline_samples_per_second, student_throughput
 
-TINY = BenchCase(sizes=(784, 32, 10), batch_size=64, samples=512)
+TINY = BenchCase.mlp((784, 32, 10), batch_size=64, samples=512)
 
 
 def test_throughputs_are_positive():
@@ -17,7 +17,7 @@ def test_throughputs_are_positive():
 
 
 def test_roofline_counts_three_gemms_per_layer():
-    case = BenchCase(sizes=(784, 128, 10))
+    case = BenchCase.mlp((784, 128, 10))
     assert case.gemm_flops_per_sample() == 6 * (784 * 128 + 128 * 10)
     assert roofline_samples_per_second(case, 100.0) == pytest.approx(100e9 / case.gemm_flops_per_sample())
 

@@ -11,12 +11,12 @@ import pytest
 from typer.testing import CliRunner
 
 from fmnist.cli import app
+from fmnist.rundir.driver import train_run
 from fmnist.sweep.spec import SweepError, parse_sweep
-from fmnist.training import builder
+from fmnist.training import assemble as builder
 from fmnist.training.callbacks import Callback
 from fmnist.training.config import TrainConfig
 from fmnist.training.fit import DivergenceError, TrainingInterrupted
-from fmnist.training.run import train_run
 
 from helpers import StopWhen
 

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from fmnist.cli import app
 from fmnist.data import FASHION_MNIST, registry
-from fmnist.training.atomic import atomic_open, atomic_write, umask
+from fmnist.files import atomic_open, atomic_write, umask
 
 from helpers import learnable_arrays, write_tiny_mnist
 

@@ -25,10 +25,13 @@ from typer.testing import CliRunner
 
 from fmnist.cli import app
 from fmnist.data import FASHION_MNIST, load_dataset, registry
-from fmnist.sweep.report import write_report
-from fmnist.training.report import LAYER_STATS, REPORT, write_run_report
+from fmnist.rundir.layout import FILES
+from fmnist.rundir.report import write_run_report
+from fmnist.sweep.report import write_sweep_report
 
 from helpers import learnable_arrays, write_tiny_mnist
+
+LAYER_STATS, REPORT = FILES["layer_stats"], FILES["report"]
 
 runner = CliRunner()
 MAX_BYTES = 3_000_000  # "a few MB at most"; these reports are far smaller
@@ -91,7 +94,7 @@ def invoke_ok(*args: str):
 
 def write_layer_stats(run_dir: Path) -> None:
     """Plausible ``layer_stats.jsonl`` lines for a run written before the trainer recorded them."""
-    from fmnist.training.modelio import load_model
+    from fmnist.rundir.modelio import load_model
 
     model, _ = load_model(run_dir / "model.npz")
     rng = np.random.default_rng(0)
@@ -248,7 +251,7 @@ def test_a_run_without_validation(completed_run):
 def test_report_command_builds_and_rejects(completed_run, tmp_path):
     result = invoke_ok("report", str(completed_run))
     assert result.output.strip() == str(completed_run / REPORT)
-    assert write_report(completed_run) == completed_run / REPORT
+    assert write_run_report(completed_run) == completed_run / REPORT
     bad = runner.invoke(app, ["report", str(tmp_path / "missing")])
     assert bad.exit_code == 2
     assert "not a run or sweep directory" in bad.output
@@ -308,7 +311,7 @@ def test_sweep_report_without_the_study_uses_the_saved_files(sweep_dir, tmp_path
     shutil.copytree(sweep_dir, moved)
     (moved / "sweep.db").unlink()
     (moved / "sweep.json").write_text(json.dumps({"study_name": "demo", "storage": "postgresql://u:secret@nohost/x"}))
-    html = write_report(moved).read_text()
+    html = write_sweep_report(moved).read_text()
     assert "could not be opened" in html
     assert "secret" not in html
     assert "u:***@nohost" in html
@@ -488,7 +491,7 @@ def test_diverged_run_report_in_chromium(browser, completed_run):
 
 
 def test_sweep_report_in_chromium(browser, sweep_dir, request):
-    page = open_page(browser, write_report(sweep_dir))
+    page = open_page(browser, write_sweep_report(sweep_dir))
     keep_screenshot(request, page, "sweep_report.png")
     assert_clean(page)
     for heading in ("Leaderboard", "Optimisation history", "Parameter importances", "Parallel coordinates"):

@@ -23,9 +23,9 @@ from urllib.parse import quote
 import numpy as np
 
 from fmnist import __version__
-from fmnist.training.atomic import atomic_write
-from fmnist.training.reporting import (
-    chart_style,
+from fmnist.files import ArchiveError, atomic_write, read_json, read_jsonl
+from fmnist.render.charts import chart_style, new_figure, png_uri
+from fmnist.render.html import (
     compact,
     differences,
     duration,
@@ -33,42 +33,26 @@ from fmnist.training.reporting import (
     finite,
     fixed,
     flatten,
-    new_figure,
     now_text,
     pct,
-    png_uri,
-    read_json,
-    read_jsonl,
     render,
     sig,
     to_float,
 )
+from fmnist.rundir.layout import FILES, RunDirError
+from fmnist.training.config import NOT_OPTIONS, TrainConfig
 
-REPORT = "report.html"
-LAYER_STATS = "layer_stats.jsonl"
-SWEEP_INFO = "sweep.json"
 MISCLASSIFIED = 42  # the most confident mistakes shown (6 rows of 7 on a wide page)
 TRAIN_COLOR, VAL_COLOR, LR_COLOR = "#2563eb", "#ea580c", "#7c3aed"
 BLUE, ORANGE = (37, 99, 235), (234, 88, 12)
 
 
-class ReportError(ValueError):
-    """The directory is not something a report can be built from; the message is one line."""
-
-
-def report_kind(path: str | os.PathLike) -> str | None:
-    """``"sweep"``, ``"run"`` or ``None`` for a directory that is neither."""
-    path = Path(path)
-    if not path.is_dir():
-        return None
-    if any((path / name).exists() for name in (SWEEP_INFO, "leaderboard.csv", "sweep.db")):
-        return "sweep"
-    if (path / "config.json").is_file() or (path / "metrics.jsonl").is_file():
-        return "run"
-    return None
-
-
-def write_run_report(run_dir: str | os.PathLike, dataset: Any = None, datasets: dict[Any, Any] | None = None) -> Path:
+def write_run_report(
+    run_dir: str | os.PathLike,
+    dataset: Any = None,
+    datasets: dict[Any, Any] | None = None,
+    links: dict[str, str] | None = None,
+) -> Path:
     """Build ``run_dir/report.html`` and return its path.
 
     Works for completed, diverged, interrupted and old run directories: a section whose files are missing says so.
@@ -78,18 +62,19 @@ def write_run_report(run_dir: str | os.PathLike, dataset: Any = None, datasets: 
         dataset: the run's ``Dataset`` where the caller has it loaded (the trainer does); else it is read from
             this machine's files (never downloaded).
         datasets: a cache of loaded datasets shared between calls (a sweep report builds many run reports).
+        links: pages this report points to, from whoever knows them: ``{"sweep": URL}`` for a sweep's trial.
 
     Raises:
-        ReportError: no readable ``config.json``.
+        RunDirError: no readable ``config.json``.
     """
     run_dir = Path(run_dir)
-    config = read_json(run_dir / "config.json")
+    config = read_json(run_dir / FILES["config"])
     if not isinstance(config, dict):
-        raise ReportError(f"{run_dir}: not a run directory (no readable config.json)")
-    history = read_jsonl(run_dir / "metrics.jsonl")
-    summary = read_json(run_dir / "summary.json")
+        raise RunDirError(f"{run_dir}: not a run directory (no readable {FILES['config']})")
+    history = read_jsonl(run_dir / FILES["metrics"])
+    summary = read_json(run_dir / FILES["summary"])
     summary = summary if isinstance(summary, dict) else None
-    layer_stats = read_jsonl(run_dir / LAYER_STATS)
+    layer_stats = read_jsonl(run_dir / FILES["layer_stats"])
     status = _status(run_dir, config, history, summary)
     predictions = _predictions(run_dir, config, dataset, datasets if datasets is not None else {})
     best = _best_epoch(history, summary)
@@ -100,7 +85,7 @@ def write_run_report(run_dir: str | os.PathLike, dataset: Any = None, datasets: 
         "subtitle": _subtitle(config),
         "cards": _cards(config, history, summary, best),
         "what": _what_was_run(run_dir, config, status),
-        "differences": differences(config),
+        "differences": differences(config, TrainConfig().to_dict(), skip=NOT_OPTIONS),
         "environment": flatten(config.get("environment") or {}),
         "curves": _curves_chart(history, config, best) if history else None,
         "epochs": _epoch_rows(history),
@@ -110,21 +95,15 @@ def write_run_report(run_dir: str | os.PathLike, dataset: Any = None, datasets: 
         "files": [
             {"name": p.name, "href": "./" + quote(p.name)}
             for p in sorted(run_dir.iterdir())
-            if p.is_file() and p.name != REPORT
+            if p.is_file() and p.name != FILES["report"]
         ],
-        "sweep_report": _sweep_link(run_dir),
+        "sweep_report": (links or {}).get("sweep"),
         "generated": now_text(),
         "version": __version__,
     }
-    out = run_dir / REPORT
+    out = run_dir / FILES["report"]
     atomic_write(out, render("run_report.html.j2", context))
     return out
-
-
-def _sweep_link(run_dir: Path) -> str | None:
-    """The sweep report's address relative to a trial's report (trials live in ``SWEEP_DIR/runs/``)."""
-    parent = run_dir.resolve().parent
-    return f"../../{REPORT}" if parent.name == "runs" and report_kind(parent.parent) == "sweep" else None
 
 
 def _status(run_dir: Path, config: dict, history: list[dict], summary: dict | None) -> dict[str, str]:
@@ -140,10 +119,10 @@ def _status(run_dir: Path, config: dict, history: list[dict], summary: dict | No
         )
         return {"name": summary.get("status", "completed"), "detail": f"{done} of {planned} epochs{early}"}
     if not history:
-        return {"name": "not started", "detail": "no epoch finished (no metrics.jsonl)"}
+        return {"name": "not started", "detail": f"no epoch finished (no {FILES['metrics']})"}
     return {
         "name": "interrupted",
-        "detail": f"stopped (or still running) after epoch {done} of {planned}: no summary.json yet",
+        "detail": f"stopped (or still running) after epoch {done} of {planned}: no {FILES['summary']} yet",
     }
 
 
@@ -162,14 +141,10 @@ def _built_model(config: dict) -> tuple[str, int] | None:
     """(architecture line, number of parameters) of the model the configuration builds, or None for a
     configuration this version cannot read."""
     from fmnist.backend import get_backend
-    from fmnist.training.builder import build_model
-    from fmnist.training.config import TrainConfig
-    from fmnist.training.rundir import RECORD_KEYS
+    from fmnist.training.assemble import build_model
 
     try:
-        values = {k: v for k, v in config.items() if k not in (*RECORD_KEYS, "extra")}
-        cfg = TrainConfig.from_dict(values)
-        model = build_model(cfg, get_backend("cpu"), 784, 10)
+        model = build_model(TrainConfig.from_record(config), get_backend("cpu"), 784, 10)
     except (ValueError, TypeError, KeyError):
         return None
     return model.describe(), model.flat.size
@@ -234,7 +209,7 @@ def _what_was_run(run_dir: Path, config: dict, status: dict) -> dict[str, Any]:
     command = config.get("command")
     if isinstance(command, list | tuple):
         command = shlex.join(str(c) for c in command)
-    date = config.get("started") or file_time(run_dir / "config.json")
+    date = config.get("started") or file_time(run_dir / FILES["config"])
     built = _built_model(config)
     if built is not None:
         model, params = f"{built[0]}, {config.get('weight_init')} init", built[1]
@@ -312,20 +287,14 @@ def _learning_rates(history: list[dict], config: dict) -> dict[str, Any] | None:
     """The learning rate per epoch: as recorded, else from the schedule in the config (at each epoch's end)."""
     if all(finite(h.get("lr")) for h in history):
         return {"values": [h["lr"] for h in history], "recorded": True}
-    from fmnist.training.schedules import lr_factor
+    from fmnist.training.assemble import schedule
 
     try:
         samples = history[0]["samples_per_second"] * history[0]["seconds"]  # the training pass of one epoch
-        steps = max(1, math.ceil(round(samples) / int(config["batch_size"])))
-        factor = lr_factor(
-            str(config.get("lr_schedule", "constant")),
-            int(config["epochs"]) * steps,
-            round(float(config.get("warmup_epochs", 0.0)) * steps),
-            step_every=int(config.get("lr_step_epochs", 10)) * steps,
-            gamma=float(config.get("lr_gamma", 0.1)),
-        )
-        base = float(config["learning_rate"])
-        return {"values": [base * factor(int(h["epoch"]) * steps) for h in history], "recorded": False}
+        cfg = TrainConfig.from_record(config)
+        steps = max(1, math.ceil(round(samples) / cfg.batch_size))
+        factor = schedule(cfg, steps) or (lambda t: 1.0)
+        return {"values": [cfg.learning_rate * factor(int(h["epoch"]) * steps) for h in history], "recorded": False}
     except (KeyError, TypeError, ValueError):
         return None
 
@@ -353,16 +322,15 @@ def _epoch_rows(history: list[dict]) -> list[dict[str, str]]:
 
 def _predictions(run_dir: Path, config: dict, dataset: Any, datasets: dict[Any, Any]) -> dict[str, Any]:
     """Test-set labels, predicted classes and probabilities from ``model.npz``, or why there are none."""
-    from fmnist.training.checkpoint import CheckpointError
+    from fmnist.rundir.modelio import load_model
     from fmnist.training.inference import host_predictions
-    from fmnist.training.modelio import load_model
 
-    if not (run_dir / "model.npz").is_file():
-        return {"missing": "no model.npz: the run did not finish, so there are no test predictions"}
+    if not (run_dir / FILES["model"]).is_file():
+        return {"missing": f"no {FILES['model']}: the run did not finish, so there are no test predictions"}
     try:
-        model, meta = load_model(run_dir / "model.npz")
-    except CheckpointError as err:
-        return {"missing": f"model.npz could not be read: {err}"}
+        model, meta = load_model(run_dir / FILES["model"])
+    except ArchiveError as err:
+        return {"missing": f"{FILES['model']} could not be read: {err}"}
     if dataset is None:
         dataset = _dataset(str(config.get("dataset", meta.get("dataset"))), config.get("data_dir"), datasets)
     if isinstance(dataset, str):
@@ -400,10 +368,10 @@ def _class_section(run_dir: Path, predictions: dict) -> dict[str, Any]:
     if "predicted" in predictions:
         names = predictions["names"]
         matrix = confusion_matrix(predictions["labels"], predictions["predicted"], len(names))
-        source = "test set, from model.npz"
+        source = f"test set, from {FILES['model']}"
     else:
-        names, matrix = _read_confusion_csv(run_dir / "confusion_matrix.csv")
-        source = "from confusion_matrix.csv"
+        names, matrix = _read_confusion_csv(run_dir / FILES["confusion_csv"])
+        source = f"from {FILES['confusion_csv']}"
         if matrix is None:
             return {"missing": predictions.get("missing", "no predictions")}
     totals = matrix.sum(axis=1)
@@ -516,7 +484,7 @@ def _layer_section(records: list[dict]) -> dict[str, Any]:
     """The last epoch's per-parameter statistics as a table, and the weights' statistics over epochs."""
     records = [r for r in records if isinstance(r.get("params"), dict) and r["params"]]
     if not records:
-        return {"missing": f"no {LAYER_STATS} in this run directory (it was written by an older fmnist)"}
+        return {"missing": f"no {FILES['layer_stats']} in this run directory (it was written by an older fmnist)"}
     last = records[-1]
     rows = []
     for name, stats in last["params"].items():
