@@ -93,7 +93,9 @@ class BenchCase:
             counts = c.convs_per_block * len(c.conv_channels) if len(c.convs_per_block) == 1 else c.convs_per_block
             for out, count in zip(c.conv_channels, counts, strict=True):
                 for i in range(count):
-                    layers.append(nn.Conv2d(channels, out, c.kernel_size, padding=c.kernel_size // 2))
+                    layers.append(
+                        nn.Conv2d(channels, out, c.kernel_size, padding=c.kernel_size // 2, bias=not c.batch_norm)
+                    )
                     layers += [nn.BatchNorm2d(out)] if c.batch_norm else []
                     layers += [act()] if i < count - 1 else []
                     channels = out

@@ -170,15 +170,18 @@ class NumpyOps(BufferedOps):
         cols[k * k] = 1.0
         return cols
 
-    def conv2d(self, x: Any, weight: Any, bias: Any, stride: int = 1, padding: int = 0, key: Key = None) -> Any:
+    def conv2d(
+        self, x: Any, weight: Any, bias: Any, stride: int = 1, padding: int = 0, key: Key = None
+    ) -> tuple[Any, Any]:
         n, c, out_c, k, oh, ow, columns, chunk = self._conv_plan(x, weight, stride, padding)
         wmat = self._weight_matrix(weight, key)
         y = self.workspace("out", key, (n, oh, ow, out_c))
         if c == 1 and stride == 1:  # the first layer: one product with the transposed columns, bias included
             extended = self.workspace("conv_w1", key, (k * k + 1, out_c))
-            extended[: k * k], extended[k * k] = wmat, bias
+            extended[: k * k] = wmat
+            extended[k * k] = bias if bias is not None else 0.0
             np.matmul(self._one_channel_columns(x, k, padding, key).T, extended, out=y.reshape(-1, out_c))
-            return y
+            return y, x
         rows, pixels = y.reshape(-1, out_c), oh * ow
         col = self.workspace("col", "conv", (chunk * pixels, columns))
         for first in range(0, n, chunk):
@@ -186,14 +189,15 @@ class NumpyOps(BufferedOps):
             part = col[: (last - first) * pixels]
             loops.im2col(x[first:last], k, stride, padding, oh, ow, part)
             np.matmul(part, wmat, out=rows[first * pixels : last * pixels])
-        rows += bias
-        return y
+        if bias is not None:
+            rows += bias
+        return y, x  # the columns are cut out again in the backward, per chunk: cheaper than keeping them all
 
     def conv2d_backward(
         self,
-        x: Any,
-        weight: Any,
         dy: Any,
+        saved: Any,
+        weight: Any,
         weight_grad: Any,
         bias_grad: Any,
         stride: int = 1,
@@ -201,15 +205,18 @@ class NumpyOps(BufferedOps):
         need_dx: bool = True,
         key: Key = None,
     ) -> Any:
+        x = saved
         n, c, out_c, k, oh, ow, columns, chunk = self._conv_plan(x, weight, stride, padding)
         pixels, dy_rows = oh * ow, dy.reshape(-1, out_c)
         if c == 1 and stride == 1 and not need_dx:  # the first layer: one product gives dW and db
             dwmat = self.workspace("conv_dw1", key, (columns + 1, out_c))
             np.matmul(self._one_channel_columns(x, k, padding, key), dy_rows, out=dwmat)
             np.copyto(weight_grad, dwmat[:columns].reshape(k, k, c, out_c).transpose(3, 2, 0, 1))
-            bias_grad[...] = dwmat[columns]
+            if bias_grad is not None:
+                bias_grad[...] = dwmat[columns]
             return None
-        np.sum(dy_rows, axis=0, out=bias_grad)
+        if bias_grad is not None:
+            np.sum(dy_rows, axis=0, out=bias_grad)
         wmat = self._weight_matrix(weight, key) if need_dx else None
         dwmat, partial = (
             self.workspace("conv_dw", key, (columns, out_c)),

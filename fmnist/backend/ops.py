@@ -239,20 +239,27 @@ class Ops:
             padded[:, :, rows, columns] += cols[:, :, k, :, :]
         return padded[:, :, padding : padding + h, padding : padding + w]
 
-    def conv2d(self, x: Any, weight: Any, bias: Any, stride: int = 1, padding: int = 0, key: Key = None) -> Any:
-        """y[n, o] = Σ_c,i,j W[o, c, i, j] · x_pad[n, c, p·s + i, q·s + j] + b[o]: one matrix product of the
-        weights (o, c·kh·kw) with the patches (c·kh·kw, oh·ow) of each image."""
+    def conv2d(
+        self, x: Any, weight: Any, bias: Any, stride: int = 1, padding: int = 0, key: Key = None
+    ) -> tuple[Any, Any]:
+        """(y, saved): y[n, o] = Σ_c,i,j W[o, c, i, j] · x_pad[n, c, p·s + i, q·s + j] + b[o], one matrix product
+        of the weights (o, c·kh·kw) with the patches (c·kh·kw, oh·ow) of each image. ``bias`` may be ``None`` (a
+        convolution that feeds batch norm needs none: the normalisation removes it). ``saved`` is what the
+        backward needs from this forward (here the patches, so that they are not cut out twice): pass it to
+        ``conv2d_backward`` of the same ``Ops`` as it is."""
         xp = self.xp
         out_c, _, kh, kw = (int(s) for s in weight.shape)
         cols, oh, ow = self.im2col(x, kh, kw, stride, padding)
-        y = xp.matmul(xp.reshape(weight, (out_c, -1)), cols) + xp.reshape(bias, (1, out_c, 1))
-        return xp.reshape(y, (int(x.shape[0]), out_c, oh, ow))
+        y = xp.matmul(xp.reshape(weight, (out_c, -1)), cols)
+        if bias is not None:
+            y = y + xp.reshape(bias, (1, out_c, 1))
+        return xp.reshape(y, (int(x.shape[0]), out_c, oh, ow)), (tuple(int(s) for s in x.shape), cols)
 
     def conv2d_backward(
         self,
-        x: Any,
-        weight: Any,
         dy: Any,
+        saved: Any,
+        weight: Any,
         weight_grad: Any,
         bias_grad: Any,
         stride: int = 1,
@@ -260,20 +267,22 @@ class Ops:
         need_dx: bool = True,
         key: Key = None,
     ) -> Any:
-        """Fill ∂L/∂W = Σₙ dyₙ colsₙᵀ and ∂L/∂b = Σₙ,p,q dy (overwriting the ``*_grad``) and return ∂L/∂x, the
-        columns Wᵀ dyₙ folded back onto the input (``col2im``); ``None`` when ``need_dx`` is false."""
+        """Fill ∂L/∂W = Σₙ dyₙ colsₙᵀ and ∂L/∂b = Σₙ,p,q dy (overwriting the ``*_grad``; ``bias_grad`` is ``None``
+        without a bias) and return ∂L/∂x, the columns Wᵀ dyₙ folded back onto the input (``col2im``); ``None``
+        when ``need_dx`` is false. ``saved`` is what ``conv2d`` returned beside y."""
         xp = self.xp
+        x_shape, cols = saved
         out_c, _, kh, kw = (int(s) for s in weight.shape)
-        cols, oh, ow = self.im2col(x, kh, kw, stride, padding)
-        dy = xp.reshape(dy, (int(dy.shape[0]), out_c, oh * ow))
+        dy = xp.reshape(dy, (int(dy.shape[0]), out_c, int(cols.shape[2])))
         weight_grad[...] = xp.reshape(
             xp.sum(xp.matmul(dy, self.backend.permute(cols, (0, 2, 1))), axis=0), weight.shape
         )
-        bias_grad[...] = xp.sum(dy, axis=(0, 2))
+        if bias_grad is not None:
+            bias_grad[...] = xp.sum(dy, axis=(0, 2))
         if not need_dx:
             return None
         dcols = xp.matmul(self.backend.permute(xp.reshape(weight, (out_c, -1)), (1, 0)), dy)
-        return self.col2im(dcols, tuple(int(s) for s in x.shape), kh, kw, stride, padding)
+        return self.col2im(dcols, x_shape, kh, kw, stride, padding)
 
     def max_pool2d(self, x: Any, kernel: int, stride: int, key: Key = None) -> tuple[Any, Any]:
         """(y, argmax): the largest value of each kernel×kernel window (windows ``stride`` apart) and its index

@@ -36,7 +36,7 @@ def conv_net_layers(
     ``convs_per_block`` × (Conv2d with "same" padding, BatchNorm when ``batch_norm``, activation) and a 2x2 max
     pool (one count for every block, or one per block); Dropout(``conv_dropout``) on the last block's features;
     then Flatten, per ``hidden`` width Linear, BatchNorm, activation and Dropout(``dropout``); then the Linear to
-    ``num_classes`` logits.
+    ``num_classes`` logits. A convolution followed by batch norm has no bias (the normalisation removes it).
 
     The last activation of a block comes after its pool: max-pooling commutes with every activation here, as
     they are all non-decreasing (max f(z) = f(max z)), so the function is the same and the activation touches a
@@ -49,7 +49,7 @@ def conv_net_layers(
     layers: list[Layer] = [Unflatten(image_shape)]
     for out, count in zip(conv_channels, counts, strict=True):
         for i in range(count):
-            layers.append(Conv2d(channels, out, kernel_size, padding=kernel_size // 2))
+            layers.append(Conv2d(channels, out, kernel_size, padding=kernel_size // 2, bias=not batch_norm))
             if batch_norm:
                 layers.append(BatchNorm(out))
             if i < count - 1:

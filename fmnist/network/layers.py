@@ -131,12 +131,22 @@ class Linear(Layer):
 
 class Conv2d(Layer):
     """2-D convolution of (C, H, W) images: weights (out_channels, in_channels, kernel, kernel) and biases
-    (out_channels,) as PyTorch lays them out; ``stride`` and zero ``padding`` on every side."""
+    (out_channels,) as PyTorch lays them out; ``stride`` and zero ``padding`` on every side. ``bias=False`` for a
+    convolution followed by batch norm, which removes any per-channel constant (as ``nn.Conv2d(bias=False)``)."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        padding: int = 0,
+        bias: bool = True,
+    ):
         super().__init__()
         self.in_channels, self.out_channels = int(in_channels), int(out_channels)
         self.kernel_size, self.stride, self.padding = int(kernel_size), int(stride), int(padding)
+        self.bias = bool(bias)
         if min(self.in_channels, self.out_channels, self.kernel_size, self.stride) <= 0 or self.padding < 0:
             raise ValueError(f"invalid {self.describe()}")
 
@@ -151,7 +161,8 @@ class Conv2d(Layer):
 
     def param_shapes(self, shape: tuple[int, ...]) -> list[tuple[str, tuple[int, ...]]]:
         k = self.kernel_size
-        return [("weight", (self.out_channels, self.in_channels, k, k)), ("bias", (self.out_channels,))]
+        weight = ("weight", (self.out_channels, self.in_channels, k, k))
+        return [weight, ("bias", (self.out_channels,))] if self.bias else [weight]
 
     def init_parameters(self, rng: Any, weight_init: Any) -> None:
         area = self.kernel_size**2  # fan-in and fan-out count every kernel position
@@ -159,20 +170,21 @@ class Conv2d(Layer):
         self.params["weight"].data[...] = weight_init(rng, self.in_channels * area, self.out_channels * area, shape)
 
     def forward(self, x: Any) -> Any:
-        self._x = x
-        w, b = self.params["weight"].data, self.params["bias"].data
-        return self.ops.conv2d(x, w, b, self.stride, self.padding, key=self.key)
+        b = self.params["bias"].data if self.bias else None
+        y, self._saved = self.ops.conv2d(x, self.params["weight"].data, b, self.stride, self.padding, key=self.key)
+        return y
 
     def backward(self, dy: Any) -> Any:
-        w, b = self.params["weight"], self.params["bias"]
-        return self.ops.conv2d_backward(
-            self._x, w.data, dy, w.grad, b.grad, self.stride, self.padding, self.input_grad, key=self.backward_key
-        )
+        w = self.params["weight"]
+        b_grad = self.params["bias"].grad if self.bias else None
+        args = (self.stride, self.padding, self.input_grad)
+        return self.ops.conv2d_backward(dy, self._saved, w.data, w.grad, b_grad, *args, key=self.backward_key)
 
     def describe(self) -> str:
         extra = (f", stride={self.stride}" if self.stride != 1 else "") + (
             f", padding={self.padding}" if self.padding else ""
         )
+        extra += "" if self.bias else ", bias=False"
         return f"Conv2d({self.in_channels}, {self.out_channels}, {self.kernel_size}{extra})"
 
     def _arguments(self) -> dict[str, Any]:
@@ -182,6 +194,7 @@ class Conv2d(Layer):
             "kernel_size": self.kernel_size,
             "stride": self.stride,
             "padding": self.padding,
+            "bias": self.bias,  # model files from before it was recorded have biases: the default
         }
 
     def short(self) -> str:

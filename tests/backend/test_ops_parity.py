@@ -64,6 +64,15 @@ def _conv_grads(rng, n, c, h, o, k, s, p):  # x, w, dy, weight_grad, bias_grad, 
     return [_img(rng, n, c, h, h), _f32(rng, o, c, k, k), _img(rng, n, o, oh, oh), _zeros(o, c, k, k), _zeros(o), s, p]
 
 
+def _conv_then_backward(ops, x, w, dy, weight_grad, bias_grad, stride, padding, need_dx=True, bias=True):
+    """The backward of a convolution after its forward (what the backward keeps from the forward is the class's
+    own business), keyed as a layer keys them."""
+    b = ops.xp.zeros(w.shape[0], dtype=w.dtype) if bias else None
+    _, saved = ops.conv2d(x, w, b, stride, padding, key="conv")
+    bias_grad = bias_grad if bias else None
+    return ops.conv2d_backward(dy, saved, w, weight_grad, bias_grad, stride, padding, need_dx, key="conv_back")
+
+
 def _pool_then_backward(ops, x, dy, kernel, stride):
     _, argmax = ops.max_pool2d(x, kernel, stride)
     return ops.max_pool2d_backward(dy, argmax, tuple(int(v) for v in x.shape), kernel, stride)
@@ -203,10 +212,16 @@ CASES: dict[str, list[Case]] = {
     ],
     "conv2d": [
         Case(
-            lambda r, g=g: [_img(r, g[0], g[1], g[2], g[2]), _f32(r, g[3], g[1], g[4], g[4]), _f32(r, g[3]), *g[5:]],
+            lambda r, g=g, bias=bias: [
+                _img(r, g[0], g[1], g[2], g[2]),
+                _f32(r, g[3], g[1], g[4], g[4]),
+                _f32(r, g[3]) if bias else None,
+                *g[5:],
+            ],
             images=(0,),
             kwargs={"key": "k"},
             rtol=1e-4,
+            run=lambda ops, *a, **k: ops.conv2d(*a, **k)[0],  # y; what it saves for the backward is its own
         )
         for g in [
             (3, 2, 7, 4, 3, 1, 1),
@@ -215,13 +230,29 @@ CASES: dict[str, list[Case]] = {
             (4, 1, 6, 3, 3, 2, 1),
             (4, 1, 6, 3, 3, 1, 1),
         ]
+        for bias in (True, False)
     ],
     "conv2d_backward": [
-        Case(lambda r, g=g: _conv_grads(r, *g), images=(0, 2), outputs=(3, 4), kwargs={"key": "k"}, rtol=1e-4)
+        Case(lambda r, g=g: _conv_grads(r, *g), images=(0, 2), outputs=(3, 4), rtol=1e-4, run=_conv_then_backward)
         for g in [(3, 2, 7, 4, 3, 1, 1), (3, 2, 7, 4, 3, 2, 0), (2, 3, 8, 5, 5, 1, 2), (4, 1, 6, 3, 3, 2, 1)]
     ]
-    + [  # a first layer: one channel, no input gradient
-        Case(lambda r: _conv_grads(r, 3, 1, 6, 4, 3, 1, 1), images=(0, 2), outputs=(3, 4), kwargs={"need_dx": False})
+    + [  # without a bias (before batch norm)
+        Case(
+            lambda r: _conv_grads(r, 3, 2, 7, 4, 3, 1, 1),
+            images=(0, 2),
+            outputs=(3,),
+            rtol=1e-4,
+            run=lambda ops, *a: _conv_then_backward(ops, *a, bias=False),
+        )
+    ]
+    + [  # a first layer: one channel, no input gradient, with and without a bias
+        Case(
+            lambda r: _conv_grads(r, 3, 1, 6, 4, 3, 1, 1),
+            images=(0, 2),
+            outputs=(3, 4) if bias else (3,),
+            run=lambda ops, *a, bias=bias: _conv_then_backward(ops, *a, need_dx=False, bias=bias),
+        )
+        for bias in (True, False)
     ],
     "max_pool2d": [
         Case(lambda r, g=g: [_img(r, 2, 3, g[0], g[0]), g[1], g[2]], images=(0,), exact=True)

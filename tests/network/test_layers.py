@@ -77,6 +77,17 @@ def test_conv2d_gradients(cpu64, stride, padding, kernel):
     check_gradients(model, images(rng, 3, 2, 7), rng.integers(0, 4, size=3))
 
 
+@pytest.mark.parametrize("stride", [1, 2])
+def test_conv2d_without_bias_gradients(cpu64, stride):
+    rng = np.random.default_rng(0)
+    conv = Conv2d(2, 3, 3, stride=stride, padding=1, bias=False)
+    assert [name for name, _ in conv.param_shapes((2, 7, 7))] == ["weight"]
+    shape = conv.output_shape((2, 7, 7))
+    model = Sequential([conv, Tanh(), Flatten(), Linear(int(np.prod(shape)), 4)], backend=cpu64, seed=1,
+                       input_shape=(2, 7, 7))  # fmt: skip
+    check_gradients(model, images(rng, 3, 2, 7), rng.integers(0, 4, size=3))
+
+
 def test_conv2d_input_gradient_through_two_convolutions(cpu64):
     rng = np.random.default_rng(1)
     model = Sequential(
