@@ -105,7 +105,7 @@ class BenchCase:
             layers.append(nn.Flatten())
             features = channels * side * side
         for width in c.hidden:
-            layers.append(nn.Linear(features, width))
+            layers.append(nn.Linear(features, width, bias=not (c.model == "cnn" and c.batch_norm)))
             layers += [nn.BatchNorm1d(width)] if c.model == "cnn" and c.batch_norm else []
             layers.append(act())
             layers += [nn.Dropout(c.dropout)] if c.dropout else []

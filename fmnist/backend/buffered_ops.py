@@ -37,7 +37,8 @@ class BufferedOps(Ops):
     def linear(self, x: Any, weight: Any, bias: Any, key: Key = None) -> Any:
         out = self.workspace("out", key, (int(x.shape[0]), int(weight.shape[1])))
         self.xp.matmul(x, weight, out=out)
-        out += bias
+        if bias is not None:
+            out += bias
         return out
 
     def linear_backward(
@@ -45,7 +46,8 @@ class BufferedOps(Ops):
     ) -> Any:
         xp = self.xp
         xp.matmul(x.T, dz, out=weight_grad)
-        xp.sum(dz, axis=0, out=bias_grad)
+        if bias_grad is not None:
+            xp.sum(dz, axis=0, out=bias_grad)
         if not need_dx:
             return None
         return xp.matmul(dz, weight.T, out=self.workspace("grad", key, tuple(x.shape)))

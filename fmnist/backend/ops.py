@@ -122,17 +122,21 @@ class Ops:
     # --- affine layer -------------------------------------------------------------------------------------------
 
     def linear(self, x: Any, weight: Any, bias: Any, key: Key = None) -> Any:
-        """z = x W + b, with x (n, fan_in), W (fan_in, fan_out), b (fan_out,)."""
-        return self.xp.matmul(x, weight) + bias
+        """z = x W + b, with x (n, fan_in), W (fan_in, fan_out), b (fan_out,) or ``None`` (no bias: a layer that
+        batch norm follows needs none)."""
+        z = self.xp.matmul(x, weight)
+        return z if bias is None else z + bias
 
     def linear_backward(
         self, x: Any, weight: Any, dz: Any, weight_grad: Any, bias_grad: Any, need_dx: bool = True, key: Key = None
     ) -> Any:
-        """Fill ∂L/∂W = xᵀ dz and ∂L/∂b = Σₙ dz (overwriting ``weight_grad``/``bias_grad``) and return
-        ∂L/∂x = dz Wᵀ (``None`` when ``need_dx`` is false: the first layer needs no input gradient)."""
+        """Fill ∂L/∂W = xᵀ dz and ∂L/∂b = Σₙ dz (overwriting ``weight_grad``/``bias_grad``; ``bias_grad`` is
+        ``None`` without a bias) and return ∂L/∂x = dz Wᵀ (``None`` when ``need_dx`` is false: the first layer needs
+        no input gradient)."""
         xp = self.xp
         weight_grad[...] = xp.matmul(x.T, dz)
-        bias_grad[...] = xp.sum(dz, axis=0)
+        if bias_grad is not None:
+            bias_grad[...] = xp.sum(dz, axis=0)
         return xp.matmul(dz, weight.T) if need_dx else None
 
     # --- activations: forward on z, backward from the output a ------------------------------------------------

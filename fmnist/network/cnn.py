@@ -36,7 +36,8 @@ def conv_net_layers(
     ``convs_per_block`` × (Conv2d with "same" padding, BatchNorm when ``batch_norm``, activation) and a 2x2 max
     pool (one count for every block, or one per block); Dropout(``conv_dropout``) on the last block's features;
     then Flatten, per ``hidden`` width Linear, BatchNorm, activation and Dropout(``dropout``); then the Linear to
-    ``num_classes`` logits. A convolution followed by batch norm has no bias (the normalisation removes it).
+    ``num_classes`` logits. A convolution or linear layer followed by batch norm has no bias (the normalisation
+    removes it).
 
     The last activation of a block comes after its pool: max-pooling commutes with every activation here, as
     they are all non-decreasing (max f(z) = f(max z)), so the function is the same and the activation touches a
@@ -62,7 +63,7 @@ def conv_net_layers(
     layers.append(Flatten())
     features = channels * height * width
     for width_out in hidden:
-        layers.append(Linear(features, width_out))
+        layers.append(Linear(features, width_out, bias=not batch_norm))
         if batch_norm:
             layers.append(BatchNorm(width_out))
         layers.append(activation_layer(activation))

@@ -92,11 +92,13 @@ class Layer:
 
 
 class Linear(Layer):
-    """y = x W + b with W (in_features, out_features), b (out_features,)."""
+    """y = x W + b with W (in_features, out_features), b (out_features,); ``bias=False`` for a layer that batch
+    norm follows (the normalisation removes any constant)."""
 
-    def __init__(self, in_features: int, out_features: int):
+    def __init__(self, in_features: int, out_features: int, bias: bool = True):
         super().__init__()
         self.in_features, self.out_features = int(in_features), int(out_features)
+        self.bias = bool(bias)
         if self.in_features <= 0 or self.out_features <= 0:
             raise ValueError(f"Linear needs positive sizes, got {in_features} -> {out_features}")
 
@@ -106,24 +108,30 @@ class Linear(Layer):
         return (self.out_features,)
 
     def param_shapes(self, shape: tuple[int, ...]) -> list[tuple[str, tuple[int, ...]]]:
-        return [("weight", (self.in_features, self.out_features)), ("bias", (self.out_features,))]
+        weight = ("weight", (self.in_features, self.out_features))
+        return [weight, ("bias", (self.out_features,))] if self.bias else [weight]
 
     def init_parameters(self, rng: Any, weight_init: Any) -> None:
         self.params["weight"].data[...] = weight_init(rng, self.in_features, self.out_features)
 
     def forward(self, x: Any) -> Any:
         self._x = x
-        return self.ops.linear(x, self.params["weight"].data, self.params["bias"].data, key=self.key)
+        b = self.params["bias"].data if self.bias else None
+        return self.ops.linear(x, self.params["weight"].data, b, key=self.key)
 
     def backward(self, dy: Any) -> Any:
-        w, b = self.params["weight"], self.params["bias"]
-        return self.ops.linear_backward(self._x, w.data, dy, w.grad, b.grad, self.input_grad, key=self.backward_key)
+        w = self.params["weight"]
+        b_grad = self.params["bias"].grad if self.bias else None
+        return self.ops.linear_backward(self._x, w.data, dy, w.grad, b_grad, self.input_grad, key=self.backward_key)
 
     def describe(self) -> str:
-        return f"Linear({self.in_features}, {self.out_features})"
+        return f"Linear({self.in_features}, {self.out_features}{'' if self.bias else ', bias=False'})"
 
     def _arguments(self) -> dict[str, Any]:
-        return {"in_features": self.in_features, "out_features": self.out_features}
+        arguments: dict[str, Any] = {"in_features": self.in_features, "out_features": self.out_features}
+        if not self.bias:  # recorded only when off: model files of every version read alike
+            arguments["bias"] = False
+        return arguments
 
     def short(self) -> str:
         return f"fc{self.out_features}"
@@ -188,14 +196,16 @@ class Conv2d(Layer):
         return f"Conv2d({self.in_channels}, {self.out_channels}, {self.kernel_size}{extra})"
 
     def _arguments(self) -> dict[str, Any]:
-        return {
+        arguments: dict[str, Any] = {
             "in_channels": self.in_channels,
             "out_channels": self.out_channels,
             "kernel_size": self.kernel_size,
             "stride": self.stride,
             "padding": self.padding,
-            "bias": self.bias,  # model files from before it was recorded have biases: the default
         }
+        if not self.bias:  # recorded only when off: model files of every version read alike
+            arguments["bias"] = False
+        return arguments
 
     def short(self) -> str:
         return f"conv{self.out_channels}" + (f"k{self.kernel_size}" if self.kernel_size != 3 else "")

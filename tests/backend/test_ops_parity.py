@@ -120,7 +120,10 @@ CASES: dict[str, list[Case]] = {
         Case(lambda r: [_f32(r, 4, 36), 1, False, 7, 2], kwargs={"side": 6, "fill": -0.8}, exact=True),
         Case(lambda r: [_f32(r, 4, 64), 0, True, 1, 3], kwargs={"side": 8}, exact=True),
     ],
-    "linear": [Case(lambda r: [_f32(r, 8, 20), _f32(r, 20, 16), _f32(r, 16)], kwargs={"key": "k"})],
+    "linear": [
+        Case(lambda r: [_f32(r, 8, 20), _f32(r, 20, 16), _f32(r, 16)], kwargs={"key": "k"}),
+        Case(lambda r: [_f32(r, 8, 20), _f32(r, 20, 16), None], kwargs={"key": "k"}),  # no bias (before batch norm)
+    ],
     "linear_backward": [
         Case(
             lambda r: [_f32(r, 8, 20), _f32(r, 20, 16), _f32(r, 8, 16), _zeros(20, 16), _zeros(16)],
@@ -131,6 +134,11 @@ CASES: dict[str, list[Case]] = {
             lambda r: [_f32(r, 8, 20), _f32(r, 20, 16), _f32(r, 8, 16), _zeros(20, 16), _zeros(16)],
             kwargs={"need_dx": False},
             outputs=(3, 4),
+        ),
+        Case(
+            lambda r: [_f32(r, 8, 20), _f32(r, 20, 16), _f32(r, 8, 16), _zeros(20, 16), None],
+            kwargs={"need_dx": True, "key": "k"},
+            outputs=(3,),
         ),
     ],
     "sigmoid": [Case(lambda r: [np.concatenate([_f32(r, 60, scale=5), np.float32([-1e3, -90, 0, 90, 1e3])])])],

@@ -1,4 +1,4 @@
-"""``model.npz`` across versions: a CNN saved before convolutions in front of batch norm lost their bias still
+"""``model.npz`` across versions: a CNN saved before the layers in front of batch norm lost their bias still
 loads, with its biases, and computes what it computed."""
 
 import numpy as np
@@ -16,7 +16,7 @@ def test_a_cnn_whose_convolutions_have_biases_still_loads(tmp_path):
     path = tmp_path / "model.npz"
     save_model(path, model, TrainConfig(model="cnn"), tuple("abcdefghij"), (0.0, 1.0))
     meta, arrays = load_archive(path, "model")
-    for layer in meta["architecture"]["layers"]:  # as files written before the bias was recorded
+    for layer in meta["architecture"]["layers"]:  # as files written before layers could go without a bias
         if layer["type"] == "Conv2d":
             del layer["bias"]
     conv = next(i for i, layer in enumerate(model.layers) if isinstance(layer, Conv2d))
