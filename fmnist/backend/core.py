@@ -18,7 +18,12 @@ __all__ = ["Backend", "BackendUnavailableError", "HostRNG", "NoiseStream"]
 
 
 class BackendUnavailableError(RuntimeError):
-    """A requested backend cannot run here; the message says what to install or enable."""
+    """A requested backend cannot run here; the message says what to install or enable. ``brief`` is the same
+    without the underlying error's text (for ``auto``'s one-line note)."""
+
+    def __init__(self, message: str, brief: str | None = None):
+        super().__init__(message)
+        self.brief = brief or message
 
 
 @dataclass

@@ -4,6 +4,12 @@
 CuPy is imported lazily, only when a GPU backend is asked for, so ``fmnist --help`` and CPU runs never pay for it.
 CuPy 13 and 14 are supported (for CUDA 12 and 13): fmnist uses whichever one is installed and only names both
 provide.
+
+No false GPU: CuPy imports and sees the device on a machine that has only the NVIDIA driver (``pip install
+cupy-cuda12x`` without its ``[ctk]`` extra), and fails at the first kernel it compiles. So choosing the GPU runs a
+probe first, once per process (``CupyOps.probe``): fmnist's kernels compiled (which also takes their compilation out
+of the first epoch) and one of them run, then each kind of operation a step uses once, one host sync. Where it
+fails, the GPU is unavailable with one line naming the fix: ``auto`` runs on the CPU and says why, ``gpu`` stops.
 """
 
 from __future__ import annotations
@@ -59,7 +65,7 @@ def _select(name: str, device: Any) -> Backend:
             backend = _gpu_backend()
         except BackendUnavailableError as err:
             backend = _cpu_backend()
-            backend.note = f"auto: using the CPU ({err})"
+            backend.note = f"auto: using the CPU ({err.brief.removeprefix('GPU requested but ')})"
             return backend
         backend.note = f"auto: using the GPU ({backend.info().get('gpu_name', 'CUDA device')})"
         return backend
@@ -94,6 +100,89 @@ def cupy_distributions() -> list[str]:
         if name == "cupy" or name.startswith("cupy-cuda") or name.startswith("cupy-rocm"):
             names.add(f"{name} {dist.version}")
     return sorted(names)
+
+
+# What a failed probe means and what fixes it (read from CuPy 13.6, 14.0.1 and 14.2 on machines without NVRTC,
+# CUDA headers or cuBLAS; tests/simgpu/_driver.py has the messages).
+_FAILURES = {
+    "nvrtc": "cannot compile CUDA kernels: NVRTC is not installed",
+    "headers": "cannot compile CUDA kernels: the CUDA headers are not found",
+    "cublas": "cannot multiply matrices: cuBLAS is not installed",
+    "compile": "did not compile fmnist's CUDA kernels",
+    "driver": "cannot run on this NVIDIA driver",
+    "memory": "found no free GPU memory",
+    "other": "failed a first test on the GPU",
+}
+_PROBED: dict[int, tuple[Any, BackendUnavailableError | None]] = {}  # id(cupy) -> (cupy, the failure or None)
+
+
+def _failure_kind(err: Exception) -> str:
+    """Which of ``_FAILURES`` an exception raised by the probe is (by type name and message: CuPy's exception
+    classes differ between versions, and CompileException is no RuntimeError)."""
+    text, name = str(err).lower(), type(err).__name__
+    if isinstance(err, MemoryError):  # CuPy's OutOfMemoryError
+        return "memory"
+    if "nvrtc" in text:
+        return "nvrtc"
+    if any(s in text for s in ("cuda headers", "cuda root directory", "open source file")):
+        return "headers"
+    if "cublas" in text:
+        return "cublas"
+    if name == "CompileException":
+        return "compile"
+    if name in ("CUDADriverError", "CUDARuntimeError"):
+        return "driver"
+    return "other"
+
+
+def _fix(kind: str, version: str) -> str:
+    """What to do about a failed probe of ``kind`` with CuPy ``version``, in a few words."""
+    names = [d.split()[0] for d in cupy_distributions() if d.startswith("cupy-cuda")]
+    package = names[0] if names else "cupy-cuda12x"
+    if kind in ("nvrtc", "headers", "cublas"):  # a CuPy wheel without the CUDA libraries it loads at run time
+        if _major(version) >= 14:
+            fix = f'pip install "{package}[ctk]"'
+        else:
+            fix = (
+                f"install the CUDA Toolkit (CuPy {version} has no [ctk] extra), or CuPy 14 with its CUDA "
+                f'libraries: pip install -U "{package}[ctk]>=14"'
+            )
+        return fix + (", or set CUDA_PATH to a CUDA Toolkit" if kind == "headers" else "")
+    return {
+        "driver": "update the NVIDIA driver, or install the CuPy for the CUDA version nvidia-smi shows",
+        "memory": "free GPU memory (nvidia-smi lists who holds it) or pick another GPU with CUDA_VISIBLE_DEVICES",
+    }.get(kind, "please report it with the output of `fmnist info`")
+
+
+def _probe_failure(backend: Backend, cupy: Any) -> BackendUnavailableError | None:
+    """Why the GPU cannot run fmnist (one line naming the fix), or None when ``CupyOps.probe`` passes."""
+    from fmnist.backend.cupy_ops import CupyOps
+
+    version = cupy.__version__
+    try:
+        got = CupyOps(backend).probe()
+    except Exception as err:  # every way CuPy fails here derives from Exception: classify it, never a traceback
+        kind = _failure_kind(err)
+        first = next((line.strip() for line in str(err).splitlines() if line.strip()), "")
+        detail = f"{type(err).__name__}: {first[:120]}{'...' if len(first) > 120 else ''}"
+        what, fix = f"CuPy {version} {_FAILURES[kind]}", f"Fix: {_fix(kind, version)}"
+        return BackendUnavailableError(
+            f"GPU requested but {what} ({detail}). {fix}; or run with --device cpu", f"{what}. {fix}"
+        )
+    out = 2.0 * np.arange(32, dtype=np.float64) + 1.0
+    want = [float(np.sum(np.arange(1, 65))), float(np.sum(out[:16].reshape(4, 4) @ out[16:].reshape(4, 4)))]
+    if not np.allclose(got, want, rtol=1e-5):
+        return BackendUnavailableError(f"GPU requested but it computed {got} for {want}: {_fix('other', version)}")
+    return None
+
+
+def _probe(backend: Backend, cupy: Any) -> None:
+    """Run the GPU probe once per process (and CuPy module); raise its ``BackendUnavailableError`` where it failed."""
+    entry = _PROBED.get(id(cupy))
+    if entry is None or entry[0] is not cupy:
+        entry = _PROBED[id(cupy)] = (cupy, _probe_failure(backend, cupy))
+    if entry[1] is not None:
+        raise BackendUnavailableError(str(entry[1]), entry[1].brief)
 
 
 def _gpu_backend() -> Backend:
@@ -134,13 +223,15 @@ def _gpu_backend() -> Backend:
             "cuda_runtime": cupy.cuda.runtime.runtimeGetVersion(),
         }
 
-    return Backend(
+    backend = Backend(
         name="gpu",
         xp=cupy,
         _sync=cupy.cuda.get_current_stream().synchronize,
         _to_host=cupy.asnumpy,
         _info=info,
     )
+    _probe(backend, cupy)
+    return backend
 
 
 def _strict_backend() -> Backend:

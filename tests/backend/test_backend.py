@@ -77,3 +77,29 @@ def test_strict_backend_keeps_arrays_off_the_cpu(strict_backend):
         np.asarray(x)  # a silent host round-trip is impossible here
     np.testing.assert_array_equal(strict_backend.to_numpy(x), np.ones((2, 2)))
     assert strict_backend.to_float(strict_backend.xp.sum(x)) == 4.0
+
+
+def _error(name: str, base: type[Exception], message: str) -> Exception:
+    return type(name, (base,), {})(message)
+
+
+@pytest.mark.parametrize(
+    ("error", "kind"),
+    [
+        (_error("RuntimeError", RuntimeError, "CuPy failed to load libnvrtc.so.12: OSError: ..."), "nvrtc"),
+        (_error("DynamicLibNotFoundError", RuntimeError, 'Failure finding "libnvrtc.so.13 or ..."'), "nvrtc"),
+        (_error("RuntimeError", RuntimeError, "Failed to find CUDA headers. Please install ..."), "headers"),
+        (_error("CompileException", Exception, 'could not open source file "cuda_fp16.h"'), "headers"),
+        (_error("ImportError", ImportError, "libcublas.so.12: cannot open shared object file"), "cublas"),
+        (_error("CompileException", Exception, "error: identifier x is undefined"), "compile"),
+        (_error("CUDADriverError", RuntimeError, "CUDA_ERROR_UNSUPPORTED_PTX_VERSION"), "driver"),
+        (_error("OutOfMemoryError", MemoryError, "Out of memory allocating 512 bytes"), "memory"),
+        (_error("ValueError", ValueError, "something else"), "other"),
+    ],
+)
+def test_a_failed_gpu_probe_is_told_by_its_error(error, kind):
+    assert backend_mod._failure_kind(error) == kind
+    fix = backend_mod._fix(kind, "14.0.1")
+    if kind in ("nvrtc", "headers", "cublas"):
+        assert "[ctk]" in fix
+        assert "CUDA Toolkit" in backend_mod._fix(kind, "13.6.0")

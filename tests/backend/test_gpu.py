@@ -1,6 +1,7 @@
-"""The GPU path, proven without a GPU: on the simulated CuPy 13 (tests/simgpu) in CI, on a real GPU where there
-is one. Host synchronisations per epoch, bit-exact resume with dropout and augmentation, the CUDA source compiling
-for real GPUs, and the CLI with ``--device gpu``.
+"""The GPU path, proven without a GPU: on the simulated CuPy (tests/simgpu) in CI, on a real GPU where there is
+one. Host synchronisations per epoch, bit-exact resume with dropout and augmentation, the same dropout masks as the
+CPU for images (both keep them channels-last), the CUDA source compiling for real GPUs (nvcc here; the real NVRTC
+in test_nvrtc.py), and the CLI with ``--device gpu``.
 """
 
 from __future__ import annotations
@@ -39,8 +40,8 @@ def test_cuda_source_compiles_for_real_gpus(tmp_path, arch):
         pytest.skip("nvcc is not installed here")
     source = tmp_path / "fmnist_kernels.cu"
     source.write_text(SOURCE)
-    proc = subprocess.run(
-        [nvcc, f"-arch={arch}", "-c", str(source), "-o", str(tmp_path / "kernels.o")],
+    proc = subprocess.run(  # without -Werror, nvcc exits 0 on a warning
+        [nvcc, f"-arch={arch}", "-Werror", "all-warnings", "-c", str(source), "-o", str(tmp_path / "kernels.o")],
         capture_output=True,
         text=True,
         timeout=300,
@@ -194,6 +195,28 @@ def test_a_cnn_trains_on_the_gpu_as_on_the_cpu_without_host_syncs(gpu_backend):
         np.testing.assert_allclose(weights[0][name], value, rtol=1e-4, atol=1e-5, err_msg=name)
 
 
+@pytest.mark.gpu
+def test_a_cnn_with_dropout_on_images_trains_on_the_gpu_as_on_the_cpu(gpu_backend):
+    """Dropout on convolution features draws its mask in the arrays' element order: channels-last on both devices,
+    so a run resumed on the other device goes on with the same masks."""
+    from fmnist.network import conv_net
+
+    rng = np.random.default_rng(1)
+    x, y = rng.random((8, 784), dtype=np.float32), rng.integers(0, 10, 8)
+    weights = []
+    for be in (gpu_backend, get_backend("cpu")):
+        model = conv_net(backend=be, conv_channels=(4, 8), hidden=(16,), conv_dropout=0.5, dropout=0.3, seed=2)
+        optimizer = get_optimizer("sgd", model.parameters(), lr=0.1)
+        noise = NoiseStream(5)
+        for _ in range(3):
+            _, dlogits = get_loss("cross_entropy")(model.forward(be.asarray(x), noise), be.asarray(y))
+            model.backward(dlogits)
+            optimizer.step()
+        weights.append({name: be.to_numpy(value) for name, value in model.state_dict().items()})
+    for name, value in weights[1].items():
+        np.testing.assert_allclose(weights[0][name], value, rtol=1e-4, atol=1e-5, err_msg=name)
+
+
 @contextlib.contextmanager
 def _sync_counter(backend):
     """Counts host syncs on the simulated GPU (a real GPU or the CPU: nothing to count, 0)."""
@@ -203,3 +226,11 @@ def _sync_counter(backend):
             yield lambda: log.count
     else:
         yield lambda: 0
+
+
+def test_the_gpu_check_script_is_valid_bash_and_runs_the_stages_in_order():
+    script = TESTS.parent / "bench" / "gpu_check.sh"
+    proc = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    stages = [line.split()[1] for line in script.read_text().splitlines() if line.startswith("stage ")]
+    assert stages == ["env", "install", "probe", "tests", "train_mlp", "train_cnn", "bench_mlp", "bench_cnn"]

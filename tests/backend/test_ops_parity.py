@@ -64,13 +64,34 @@ def _conv_grads(rng, n, c, h, o, k, s, p):  # x, w, dy, weight_grad, bias_grad, 
     return [_img(rng, n, c, h, h), _f32(rng, o, c, k, k), _img(rng, n, o, oh, oh), _zeros(o, c, k, k), _zeros(o), s, p]
 
 
-def _conv_then_backward(ops, x, w, dy, weight_grad, bias_grad, stride, padding, need_dx=True, bias=True):
+def _conv_then_backward(ops, x, w, dy, weight_grad, bias_grad, stride, padding, need_dx=True, bias=True, times=1):
     """The backward of a convolution after its forward (what the backward keeps from the forward is the class's
-    own business), keyed as a layer keys them."""
+    own business), keyed as a layer keys them; ``times`` > 1 runs the backward again on the same ``saved``."""
     b = ops.xp.zeros(w.shape[0], dtype=w.dtype) if bias else None
     _, saved = ops.conv2d(x, w, b, stride, padding, key="conv")
     bias_grad = bias_grad if bias else None
-    return ops.conv2d_backward(dy, saved, w, weight_grad, bias_grad, stride, padding, need_dx, key="conv_back")
+    for _ in range(times):
+        dx = ops.conv2d_backward(dy, saved, w, weight_grad, bias_grad, stride, padding, need_dx, key="conv_back")
+    return dx
+
+
+def _without_kept_columns(ops, *args):
+    """As ``_conv_then_backward`` where the class may keep no im2col columns from the forward (a GPU over its
+    memory budget cuts them out again)."""
+    ops.KEEP_COLUMNS_BYTES = 0  # an attribute of this instance only; classes that keep nothing ignore it
+    try:
+        return _conv_then_backward(ops, *args)
+    finally:
+        del ops.KEEP_COLUMNS_BYTES
+
+
+def _twice(method: str) -> Callable[..., Any]:
+    """Run ``method`` on its own previous result with the same key (the key contract allows it: in place)."""
+
+    def run(ops, x, *rest):
+        return getattr(ops, method)(getattr(ops, method)(x, *rest, key="k"), *rest, key="k")
+
+    return run
 
 
 def _pool_then_backward(ops, x, dy, kernel, stride):
@@ -141,12 +162,22 @@ CASES: dict[str, list[Case]] = {
             outputs=(3,),
         ),
     ],
-    "sigmoid": [Case(lambda r: [np.concatenate([_f32(r, 60, scale=5), np.float32([-1e3, -90, 0, 90, 1e3])])])],
+    "sigmoid": [
+        Case(lambda r: [np.concatenate([_f32(r, 60, scale=5), np.float32([-1e3, -90, 0, 90, 1e3])])]),
+        Case(lambda r: [_f32(r, 6, 9, scale=3)], run=_twice("sigmoid")),
+    ],
     "sigmoid_backward": [Case(lambda r: [_positive(r, 6, 9), _f32(r, 6, 9)], kwargs={"key": "k"})],
     "tanh": [Case(lambda r: [_f32(r, 6, 9, scale=3)], kwargs={"key": "k"})],
     "tanh_backward": [Case(lambda r: [_positive(r, 6, 9), _f32(r, 6, 9)], kwargs={"key": "k"})],
     "relu": [Case(lambda r: [_f32(r, 6, 9)], kwargs={"key": "k"}, exact=True)],
-    "relu_backward": [Case(lambda r: [np.maximum(_f32(r, 6, 9), 0), _f32(r, 6, 9)], kwargs={"key": "k"}, exact=True)],
+    "relu_backward": [
+        Case(lambda r: [np.maximum(_f32(r, 6, 9), 0), _f32(r, 6, 9)], kwargs={"key": "k"}, exact=True),
+        Case(  # in place: the second call's da is the first's result
+            lambda r: [np.maximum(_f32(r, 6, 9), 0), _f32(r, 6, 9)],
+            exact=True,
+            run=lambda ops, a, da: ops.relu_backward(a, ops.relu_backward(a, da, key="k"), key="k"),
+        ),
+    ],
     "dropout": [
         Case(lambda r: [_f32(r, 32, 50), 0.3, 11, 4], kwargs={"key": "k"}, exact=True),
         Case(lambda r: [_f32(r, 3, 5), 0.5, 0, 1], exact=True),
@@ -154,11 +185,15 @@ CASES: dict[str, list[Case]] = {
     "dropout_backward": [Case(lambda r: [_f32(r, 6, 9), np.float32(2.0) * (_positive(r, 6, 9) > 0.5)], exact=True)],
     "softmax_cross_entropy": [
         Case(lambda r: [_f32(r, 16, 10, scale=3), _labels(r, 16)], kwargs={"key": "k"}),
+        Case(lambda r: [_f32(r, 600, 10, scale=3), _labels(r, 600), 0.1], kwargs={"key": "k"}),  # 3 blocks
         Case(lambda r: [_f32(r, 16, 10, scale=3), _labels(r, 16), 0.1]),
         Case(lambda r: [np.float32([[1e4, -1e4, 0], [-1e4, 1e4, 5e3]]), np.array([1, 0])], kwargs={"key": "k"}),
     ],
     "softmax_mse": [Case(lambda r: [_f32(r, 16, 10, scale=3), _labels(r, 16)])],
-    "count_correct": [Case(lambda r: [_f32(r, 64, 10), _labels(r, 64)], exact=True)],
+    "count_correct": [
+        Case(lambda r: [_f32(r, 64, 10), _labels(r, 64)], exact=True),
+        Case(lambda r: [np.round(_f32(r, 700, 7)), _labels(r, 700, 7)], exact=True),  # ties: the first maximum
+    ],
     "softmax": [Case(lambda r: [_f32(r, 16, 10, scale=3)])],
     "sgd_update": [
         Case(lambda r: [_f32(r, 300), _f32(r, 300)], kwargs={"hp": SgdStep(lr=0.1, **d)}, outputs=(0,), steps=3)
@@ -195,11 +230,12 @@ CASES: dict[str, list[Case]] = {
     ],
     "to_layout": [
         Case(
-            lambda r: [_img(r, 2, 3, 5, 4)],
+            lambda r, c=c: [_img(r, 2, c, 5, 4)],
             exact=True,
             layout_results=False,
             run=lambda ops, x: ops.from_layout(ops.to_layout(x)),
         )
+        for c in (3, 1)
     ],
     "from_layout": [
         Case(
@@ -261,6 +297,29 @@ CASES: dict[str, list[Case]] = {
             run=lambda ops, *a, bias=bias: _conv_then_backward(ops, *a, need_dx=False, bias=bias),
         )
         for bias in (True, False)
+    ]
+    + [  # many channels, no input gradient; the columns cut out again; the backward twice on one forward
+        Case(
+            lambda r: _conv_grads(r, 2, 3, 8, 5, 5, 1, 2),
+            images=(0, 2),
+            outputs=(3, 4),
+            rtol=1e-4,
+            run=lambda ops, *a: _conv_then_backward(ops, *a, need_dx=False),
+        ),
+        Case(
+            lambda r: _conv_grads(r, 3, 4, 7, 5, 3, 1, 1),
+            images=(0, 2),
+            outputs=(3, 4),
+            rtol=1e-4,
+            run=_without_kept_columns,
+        ),
+        Case(
+            lambda r: _conv_grads(r, 3, 4, 7, 5, 3, 2, 1),
+            images=(0, 2),
+            outputs=(3, 4),
+            rtol=1e-4,
+            run=lambda ops, *a: _conv_then_backward(ops, *a, times=2),
+        ),
     ],
     "max_pool2d": [
         Case(lambda r, g=g: [_img(r, 2, 3, g[0], g[0]), g[1], g[2]], images=(0,), exact=True)
@@ -283,7 +342,16 @@ CASES: dict[str, list[Case]] = {
             rtol=1e-4,
             run=lambda ops, *a: ops.batch_norm(*a, key="bn")[0],
         )
-        for g in [((4, 3, 5, 5), True), ((4, 3, 5, 5), False), ((9, 6), True), ((9, 6), False)]
+        for g in [
+            ((4, 3, 5, 5), True),
+            ((4, 3, 5, 5), False),
+            ((9, 6), True),
+            ((9, 6), False),
+            ((9, 40), True),  # two tiles of 32 channels
+            ((8, 3, 16, 16), True),  # 2048 rows: statistics over several blocks of rows
+            ((1100, 5), True),
+            ((1100, 5), False),
+        ]
     ],
     "batch_norm_backward": [
         Case(
@@ -293,7 +361,16 @@ CASES: dict[str, list[Case]] = {
             rtol=1e-4,
             run=_norm_then_backward,
         )
-        for g in [((4, 3, 5, 5), True), ((4, 3, 5, 5), False), ((9, 6), True), ((9, 6), False)]
+        for g in [
+            ((4, 3, 5, 5), True),
+            ((4, 3, 5, 5), False),
+            ((9, 6), True),
+            ((9, 6), False),
+            ((9, 40), True),
+            ((8, 3, 16, 16), True),
+            ((8, 3, 16, 16), False),
+            ((1100, 5), True),
+        ]
     ],
     "batch_norm_pool_relu": [
         Case(
@@ -308,6 +385,7 @@ CASES: dict[str, list[Case]] = {
             ((4, 3, 6, 6), False, (2, 2)),
             ((2, 3, 7, 7), True, (2, 2)),
             ((2, 2, 6, 6), True, (3, 3)),
+            ((8, 33, 12, 12), True, (2, 2)),  # 1152 rows, two channel tiles
         ]
     ],
     "batch_norm_pool_relu_backward": [
@@ -322,6 +400,7 @@ CASES: dict[str, list[Case]] = {
             ((4, 3, 6, 6), (4, 3, 3, 3), True),
             ((4, 3, 6, 6), (4, 3, 3, 3), False),
             ((2, 3, 7, 7), (2, 3, 3, 3), True),
+            ((8, 33, 12, 12), (8, 33, 6, 6), True),
         ]
     ],
     "clip_grad_norm": [

@@ -1,5 +1,6 @@
-"""The simulated GPU (tests/simgpu): CuPy 13's API and no more, arrays NumPy cannot touch, counted host syncs, and
-CUDA C kernels run on the host with the results a GPU computes. Plain CPU tests (no GPU, no fmnist)."""
+"""The simulated GPU (tests/simgpu): the API CuPy 13 and 14 share and no more, arrays NumPy cannot touch, counted
+host syncs and launches, a machine that cannot compile on request, and CUDA C kernels run on the host with the
+results a GPU computes. Plain CPU tests (no GPU, no fmnist)."""
 
 from __future__ import annotations
 
@@ -53,10 +54,22 @@ def test_ndarray_members_only_cupy14_has_are_absent():
         operator.index(cp.asarray(1))  # CuPy 13's ndarray has no __index__
 
 
-@pytest.mark.parametrize("module", ["cupy", "cupy.linalg", "cupy.fft", "cupy.random", "cupy.cuda"])
-def test_public_names_are_exactly_cupy13s(module):
+@pytest.mark.parametrize("module", ["cupy", "cupy.linalg", "cupy.fft", "cupy.random", "cupy.cuda", "cupy.cuda.memory"])
+def test_public_names_are_those_cupy13_and_cupy14_share(module):
     public = {n for n in vars(simgpu.MODULES[module]) if not n.startswith("_")}
-    assert public == set(_namespace.API["modules"][module])
+    assert public == set(_namespace.API["modules"][module]) - _namespace.removed_in_cupy14("modules", module)
+
+
+def test_names_cupy14_removed_are_absent_and_calls_must_suit_both_versions():
+    assert _namespace.CUPY14["cupy_version"] == "14.0.1"  # Colab's, recorded from the real package
+    assert not hasattr(cp, "sparse")
+    assert not hasattr(cp.cuda.memory, "LockAndNoGc")
+    x = cp.arange(10, dtype=cp.float32)
+    with pytest.raises(TypeError, match="by keyword"):  # CuPy 14 swapped density and weights
+        cp.histogram(x, 4, (0.0, 10.0), x)
+    cp.histogram(x, 4, range=(0.0, 10.0), weights=x)
+    with pytest.raises(TypeError, match="CuPy 13"):  # a keyword only CuPy 14 has
+        cp.asarray(x, copy=False)
 
 
 def test_ndarray_public_members_are_cupy13s_and_hand_written_ones_match_its_signatures():
@@ -88,12 +101,18 @@ def test_random_linalg_and_fft_return_device_arrays():
     assert cp.fft.fft(cp.ones(4)).dtype == np.complex128
 
 
-def test_the_api_record_is_cupy_13():
+def test_the_api_records_are_cupy_13_and_14():
     api = json.loads((Path(simgpu.__file__).parent / "cupy13_api.json").read_text())
+    changes = json.loads((Path(simgpu.__file__).parent / "cupy14_changes.json").read_text())
     assert api["cupy_version"].startswith("13.")
     assert cp.__version__ == api["cupy_version"] == "13.6.0"
+    assert changes["cupy_version"] == "14.0.1"
     assert set(api["ufunc_call_kwargs"]) == {"out", "dtype", "casting", "_where"}  # probed from CuPy 13 itself
+    assert set(changes["ufunc_call_kwargs"]) == set(api["ufunc_call_kwargs"])  # and from CuPy 14
     assert simgpu.SIMULATED
+    with simgpu.cupy_version("14.0.1"):
+        assert cp.__version__ == "14.0.1"
+    assert cp.__version__ == "13.6.0"
 
 
 @pytest.mark.parametrize(
@@ -565,3 +584,121 @@ def test_compiled_kernels_are_cached_on_disk(tmp_path, monkeypatch):
     source = 'extern "C" __global__ void one(int* x) { x[threadIdx.x] = 1; }'
     cp.RawModule(code=source).compile()
     assert len(list(tmp_path.glob("*.so"))) == 1
+
+
+# ---- launches ------------------------------------------------------------------------------------------------------
+def test_launches_are_counted_by_the_rule_and_views_are_free():
+    x = cp.arange(12, dtype=cp.float32).reshape(3, 4)
+    out = cp.empty((3, 4), dtype=cp.float32)
+    with simgpu.count_launches() as log:
+        cp.empty((5,), dtype=cp.float32), x.reshape(4, 3), x.T, x[1:], x[:, ::2], cp.transpose(x), x[0, 1]
+        assert log.count == 0, str(log)  # allocation and views
+        y = x * 2.0  # elementwise
+        cp.add(x, y, out=out)  # elementwise into out=
+        out += 1  # in place
+        cp.sum(x, axis=0)  # reduction
+        x.sum()  # reduction (a method)
+        cp.zeros((2,), dtype=cp.float32)  # fill
+        x[cp.asarray(np.array([0, 2]))]  # advanced indexing (and the host-to-device copy of the index)
+        out[...] = x  # copy
+        cp.matmul(x, x.T)  # GEMM
+        x.astype(cp.float64)  # copy with a cast
+    assert log.count == 11, str(log)
+    assert log.kinds["matmul"] == 1
+    assert all(where.startswith(__file__) for _, where in log.events)
+
+
+def test_a_broadcast_matmul_is_a_batched_gemm():
+    a, b = cp.ones((4, 3, 5), dtype=cp.float32), cp.ones((5, 2), dtype=cp.float32)
+    with simgpu.count_launches() as log:
+        cp.matmul(a, b)
+        a @ b
+        cp.matmul(a[0], b)
+    assert log.kinds == {"matmul(batched)": 2, "matmul": 1}
+
+
+@needs_compiler
+def test_a_raw_kernel_launch_counts_one(elementwise):
+    x, y = cp.ones(8, dtype=cp.float32), cp.ones(8, dtype=cp.float32)
+    kernel = elementwise.get_function("axpy_relu")
+    with simgpu.count_launches() as log:
+        kernel((1,), (32,), (np.int64(8), np.float32(1), x, y))
+    assert log.kinds == {"kernel:axpy_relu": 1}
+
+
+# ---- what a launch may pass, and how a kernel runs -------------------------------------------------------------------
+@needs_compiler
+def test_none_for_a_pointer_is_refused(elementwise):
+    with pytest.raises(TypeError, match="NULL"):
+        elementwise.get_function("axpy_relu")((1,), (32,), (np.int64(8), np.float32(1), None, cp.ones(8, cp.float32)))
+
+
+MIXED = r"""
+#define SYNC_BOTH() __syncthreads()
+__device__ float helper(float v) { __syncthreads(); return v; }
+__device__ float plain(float v) { return v + 1.0f; }
+extern "C" __global__ void through_helper(float* x) { x[threadIdx.x] = helper(x[threadIdx.x]); }
+extern "C" __global__ void through_macro(float* x) { SYNC_BOTH(); x[threadIdx.x] += 1.0f; }
+extern "C" __global__ void __launch_bounds__(64) elementwise_only(float* x) { x[threadIdx.x] = plain(x[threadIdx.x]); }
+extern "C" __global__ void own_barrier(float* x) { __shared__ float s[32]; s[threadIdx.x] = x[threadIdx.x];
+    __syncthreads(); x[threadIdx.x] = s[31 - threadIdx.x]; }
+"""
+
+
+def test_fibers_are_decided_per_kernel_through_helpers_and_macros():
+    assert _kernels.cooperative_kernels(MIXED) == {"through_helper", "through_macro", "own_barrier"}
+
+
+@needs_compiler
+def test_kernels_of_one_module_run_with_or_without_fibers():
+    module = cp.RawModule(code=MIXED)
+    x = cp.asarray(np.arange(32, dtype=np.float32))
+    module.get_function("own_barrier")((1,), (32,), (x,))
+    module.get_function("elementwise_only")((1,), (32,), (x,))
+    np.testing.assert_array_equal(cp.asnumpy(x), np.arange(31, -1, -1, dtype=np.float32) + 1)
+    assert module.get_function("own_barrier")._cooperative
+    assert not module.get_function("elementwise_only")._cooperative
+
+
+@needs_compiler
+def test_a_module_compiles_once():
+    before = simgpu.compilations()
+    module = cp.RawModule(code=MIXED)
+    for name in ("own_barrier", "elementwise_only", "through_macro"):
+        module.get_function(name)
+    assert simgpu.compilations() == before + 1
+
+
+# ---- a machine with the NVIDIA driver only -------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("version", "missing", "error", "match"),
+    [
+        ("13.6.0", "nvrtc", RuntimeError, "CuPy failed to load libnvrtc.so.12"),
+        ("14.0.1", "nvrtc", RuntimeError, 'Failure finding "libnvrtc.so.13 or libnvrtc.so.12"'),
+        ("13.6.0", "headers", RuntimeError, "Failed to auto-detect CUDA root directory"),
+    ],
+)
+def test_driver_only_fails_where_cupy_compiles(version, missing, error, match):
+    x = cp.ones(4, dtype=cp.float32)
+    with simgpu.cupy_version(version), simgpu.driver_only(missing):
+        assert cp.cuda.runtime.getDeviceCount() == 1  # CuPy imports and sees the device
+        y = cp.zeros(4, dtype=cp.float32)  # a memset and copies need no compiler
+        y[...] = 0
+        host = cp.asnumpy(cp.asarray(np.ones(3, np.float32)))
+        for compiles in (lambda: cp.RawModule(code=MIXED).get_function("own_barrier"), lambda: x * 2, lambda: x.sum()):
+            with pytest.raises(error, match=match):
+                compiles()
+            with pytest.raises(error, match=match):  # not cached: every attempt fails again
+                compiles()
+    assert host.tolist() == [1, 1, 1]
+    assert float((x * 2).sum()) == 8.0  # the machine is whole again outside the block
+
+
+def test_without_cublas_the_first_product_fails():
+    x = cp.ones((2, 2), dtype=cp.float32)
+    with simgpu.driver_only("cublas"):
+        x * 2
+        with pytest.raises(ImportError, match="libcublas"):
+            cp.matmul(x, x)
+        with simgpu.cupy_version("14.0.1"), pytest.raises(ImportError, match="libcublasLt"):
+            x @ x

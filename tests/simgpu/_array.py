@@ -9,6 +9,11 @@ synchronisation (kind and the caller's ``file:line``): ``bool/int/float/complex(
 a simulated array while ``numpy_scalar * x`` still reaches ``x.__rmul__``. Operands must be simulated arrays or
 Python/NumPy scalars: NumPy arrays and lists are refused (CuPy raises TypeError for ``cupy_array + numpy_array``).
 The public methods are the ones CuPy 13 records in ``cupy13_api.json``; ``_namespace`` adds the generic ones.
+
+Launches are counted too (``count_launches()``), by the rule of fmnist's DECISIONS: every device operation that is
+not a view counts one (elementwise, reduction, copy, fill, GEMM, advanced indexing), each raw kernel launch counts
+one; reshape, transpose, basic slicing and ``empty`` count nothing. ``_driver`` can make the operations that CuPy
+compiles at run time fail as they fail on a machine with only the NVIDIA driver.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from . import _driver
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 SCALARS = (bool, int, float, complex, np.generic)
@@ -67,6 +74,77 @@ def sync_count() -> int:
 def reset_sync_count() -> None:
     global _total
     _total = 0
+
+
+def _caller() -> str:
+    """``file:line`` of the first caller outside simgpu."""
+    frame = sys._getframe(2)
+    while frame is not None and frame.f_code.co_filename.startswith(_HERE):
+        frame = frame.f_back
+    return f"{frame.f_code.co_filename}:{frame.f_lineno}" if frame is not None else "?"
+
+
+# ---- launches ------------------------------------------------------------------------------------------------------
+@dataclass
+class LaunchLog:
+    """The device operations launched while a ``count_launches()`` block ran: (kind, caller's ``file:line``)."""
+
+    events: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def count(self) -> int:
+        return len(self.events)
+
+    @property
+    def kinds(self) -> collections.Counter:
+        """Launches by kind: a function or operator name (``sum``, ``__iadd__``, ``matmul``), ``matmul(batched)``
+        for a broadcast or stacked product (CuPy runs it as a batched GEMM), ``kernel:NAME`` for raw kernels."""
+        return collections.Counter(kind for kind, _ in self.events)
+
+    @property
+    def callers(self) -> collections.Counter:
+        return collections.Counter(where for _, where in self.events)
+
+    def __str__(self) -> str:
+        kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(self.kinds.items(), key=lambda kv: (-kv[1], kv[0])))
+        lines = [f"{self.count} launch(es): {kinds}"]
+        lines += [f"  {n:3d}  {where}" for where, n in sorted(self.callers.items())]
+        return "\n".join(lines)
+
+
+_open_launch_logs: list[LaunchLog] = []
+
+
+def record_launch(kind: str, compiles: bool = True) -> None:
+    """Count one device operation of ``kind``, attributed to the first caller outside simgpu. ``compiles``: CuPy
+    compiles a kernel for it at run time (everything but copies between host and device and memory fills), so it
+    fails where the simulated machine cannot compile (``_driver``)."""
+    if compiles:
+        _driver.check_compile()
+    if not _open_launch_logs:
+        return
+    where = _caller()
+    for log in _open_launch_logs:
+        log.events.append((kind, where))
+
+
+def fresh(result) -> bool:
+    """Whether a NumPy result holds memory no live simulated array owns (a new array: the work of a kernel or a
+    copy), rather than a view of device memory (reshape, transpose, slicing). Call before wrapping it."""
+    if isinstance(result, np.generic):
+        return True
+    if isinstance(result, np.ndarray):
+        root = result
+        while isinstance(root.base, np.ndarray):
+            root = root.base
+        return id(root) not in _live
+    if isinstance(result, (tuple, list)):
+        return any(fresh(r) for r in result)
+    return False
+
+
+def counting_launches() -> bool:
+    return bool(_open_launch_logs)
 
 
 # ---- simulated device memory: bytes held by live arrays, for the memory pool and OutOfMemoryError -------------------
@@ -288,10 +366,16 @@ class ndarray:
         if not isinstance(result, np.ndarray):  # a scalar: CuPy returns a 0-d *view*
             keys = key if isinstance(key, tuple) else (key,)
             result = np.asarray(result) if any(k is Ellipsis for k in keys) else self._a[(*keys, Ellipsis)]
+        if fresh(result):  # advanced indexing gathers into a new array: a kernel
+            record_launch("take (indexing)")
         return ndarray._of(result)
 
     def __setitem__(self, key, value):
         self._a[index(key)] = operand(value, "assignment")
+        if isinstance(value, ndarray):
+            record_launch("copy (setitem)")
+        else:  # CuPy fills: a zero is a memset
+            record_launch("fill (setitem)", compiles=not (isinstance(value, SCALARS) and value == 0))
 
     # reading device memory from the host: each is one synchronisation
     def _host(self, kind: str) -> np.ndarray:
@@ -333,6 +417,7 @@ class ndarray:
 
     def get(self, stream=None, order="C", out=None, blocking=True) -> np.ndarray:
         host = self._host("get")
+        record_launch("copy (device to host)", compiles=False)
         if out is None:
             return np.array(host, order=order, copy=True)
         if not isinstance(out, np.ndarray) or out.shape != host.shape or out.dtype != host.dtype:
@@ -345,9 +430,11 @@ class ndarray:
         if not isinstance(arr, np.ndarray) or arr.shape != self.shape or arr.dtype != self.dtype:
             raise ValueError("simgpu: ndarray.set needs a numpy.ndarray of the same shape and dtype")
         self._a[...] = arr
+        record_launch("copy (host to device)", compiles=False)
 
     def fill(self, value) -> None:
         self._a[...] = operand(value, "fill")
+        record_launch("fill", compiles=not (isinstance(value, SCALARS) and value == 0))  # a zero fill: memset
 
     def view(self, dtype=None, type=None):
         return ndarray._of(self._a.view() if dtype is None else self._a.view(dtype))
@@ -355,16 +442,19 @@ class ndarray:
     def ptp(self, axis=None, out=None, keepdims=False):
         memo = {}
         out_a = unwrap(out, memo, "cupy.ndarray.ptp")
+        record_launch("ptp")
         return wrap(np.ptp(self._a, axis=axis, out=out_a, keepdims=keepdims), memo)
 
     def put(self, indices, values, mode="wrap") -> None:
         np.put(self._a, operand(indices, "put"), operand(values, "put"), mode=mode)
+        record_launch("put")
 
     def reduced_view(self, dtype=None):
         return ndarray._of(self._a.reshape(-1) if self._a.flags.c_contiguous else self._a)
 
     def _scatter(self, op, slices, value) -> None:
         op.at(self._a, index(slices, "scatter"), operand(value, "scatter"))
+        record_launch(f"scatter_{op.__name__}")
 
     def scatter_add(self, slices, value) -> None:
         self._scatter(np.add, slices, value)
@@ -376,6 +466,7 @@ class ndarray:
         self._scatter(np.minimum, slices, value)
 
     def __copy__(self):
+        record_launch("copy")
         return ndarray._of(self._a.copy())
 
     def __deepcopy__(self, memo):
@@ -390,6 +481,14 @@ def _binary(name: str):
         if promotes:
             check_promotion([self._a], [other], f"`{name}`")
         result = method(self._a, operand(other, name))
+        if result is NotImplemented:
+            return result
+        if "matmul" in name:
+            batched = max(self._a.ndim, getattr(operand(other, name), "ndim", 0)) > 2
+            record_launch("matmul(batched)" if batched else "matmul")
+            _driver.check_cublas()
+        else:
+            record_launch(name)
         return self if result is self._a else wrap(result)
 
     op.__name__ = name
@@ -400,6 +499,7 @@ def _unary(name: str):
     method = getattr(np.ndarray, name)
 
     def op(self):
+        record_launch(name)
         return wrap(method(self._a))
 
     op.__name__ = name

@@ -7,9 +7,14 @@ source, shim, compiler and options; a build writes to a private name and renames
 Each kernel found by the regex for ``extern "C" __global__ void NAME(`` gets an exported launcher and a signature
 (parameter type codes), so a launch checks every argument against the kernel's real parameter types: arrays
 (C-contiguous, matching element type) for pointers, typed NumPy scalars of exactly the parameter's type for values.
-Python ``int``/``float`` are refused (CuPy would pass them as int64/float64 whatever the kernel declares). Kernels
-that use ``__syncthreads`` or a warp primitive run one fiber per CUDA thread; the others run their threads in a plain
-loop.
+Python ``int``/``float`` are refused (CuPy would pass them as int64/float64 whatever the kernel declares), and so is
+``None`` for a pointer (CuPy turns it into a NULL *argument address*, not a null device pointer: undefined on a GPU).
+A kernel that uses ``__syncthreads`` or a warp primitive, in its own body or in a ``__device__`` function or macro it
+calls, runs one fiber per CUDA thread; the others run their threads in a plain loop (decided per kernel, so that the
+elementwise kernels of a module with a few reductions stay fast).
+
+As in CuPy, a ``RawModule`` compiles its whole source once, at its first ``get_function``, ``compile()`` or launch
+(``compilations`` counts them); where the simulated machine cannot compile (``_driver``), that raises CuPy's error.
 """
 
 from __future__ import annotations
@@ -25,15 +30,65 @@ from pathlib import Path
 
 import numpy as np
 
-from ._array import ndarray
+from . import _driver
+from ._array import ndarray, record_launch
 
 SHIM = Path(__file__).with_name("cuda_host_shim.h")
-KERNEL_NAME = re.compile(r'extern\s+"C"\s+__global__\s+(?:__launch_bounds__\s*\([^)]*\)\s*)?void\s+(\w+)\s*\(')
+BOUNDS = r"(?:__launch_bounds__\s*\([^)]*\)\s*)?"  # before or after the return type
+KERNEL_NAME = re.compile(rf'extern\s+"C"\s+__global__\s+{BOUNDS}void\s+{BOUNDS}(\w+)\s*\(')
 DYNAMIC_SHARED = re.compile(r"extern\s+__shared__\s+([^;\[]*?)\s*(\w+)\s*\[\s*\]\s*;")
 COOPERATIVE = re.compile(r"__syncthreads|__syncwarp|__shfl_\w*sync|__ballot_sync|__any_sync|__all_sync")
 COMMENTS = re.compile(r"//[^\n]*|/\*.*?\*/", re.S)
 MAX_THREADS, MAX_SHARED = 1024, 48 * 1024
+QUALIFIED = re.compile(r"\b(__global__|__device__)\b")
+CALL = re.compile(r"\b(\w+)\s*\(")
+MACRO = re.compile(r"^[ \t]*#[ \t]*define[ \t]+(\w+)((?:[^\n\\]|\\.)*(?:\\\n(?:[^\n\\]|\\.)*)*)", re.M)
+NOT_NAMES = {"__launch_bounds__", "__align__", "if", "for", "while", "switch", "return", "sizeof"}
 _loaded: dict[str, ctypes.CDLL] = {}
+compilations = 0  # RawModule / RawKernel sources compiled in this process (see RawModule.compile)
+
+
+def _matching(code: str, start: int, open_: str, close: str) -> int:
+    """The index just past the bracket that closes the one at ``start``."""
+    depth = 0
+    for i in range(start, len(code)):
+        depth += (code[i] == open_) - (code[i] == close)
+        if depth == 0:
+            return i + 1
+    return len(code)
+
+
+def _functions(code: str) -> dict[str, str]:
+    """The body of every ``__global__`` / ``__device__`` function defined in ``code`` (comments removed), by name."""
+    bodies = {}
+    for qualifier in QUALIFIED.finditer(code):
+        at = qualifier.end()
+        while (call := CALL.search(code, at)) is not None and call.group(1) in NOT_NAMES:
+            at = _matching(code, call.end() - 1, "(", ")")  # skip __launch_bounds__(...)
+        if call is None or ";" in code[qualifier.end() : call.start()]:
+            continue  # a __device__ variable, or a declaration
+        after = _matching(code, call.end() - 1, "(", ")")
+        brace = code.find("{", after)
+        if brace < 0 or ";" in code[after:brace]:
+            continue
+        bodies[call.group(1)] = code[brace : _matching(code, brace, "{", "}")]
+    return bodies
+
+
+@functools.lru_cache(maxsize=64)
+def cooperative_kernels(code: str) -> frozenset[str]:
+    """The kernels of ``code`` that reach a barrier or warp primitive: in their body, or through the ``__device__``
+    functions and macros they use (transitively)."""
+    code = COMMENTS.sub("", code)
+    bodies = {m.group(1): m.group(2) for m in MACRO.finditer(code)} | _functions(code)
+    uses = {name: bool(COOPERATIVE.search(body)) for name, body in bodies.items()}
+    changed = True
+    while changed:
+        changed = False
+        for name, body in bodies.items():
+            if not uses[name] and any(uses[o] and re.search(rf"\b{o}\b", body) for o in bodies if o != name):
+                uses[name] = changed = True
+    return frozenset(name for name in KERNEL_NAME.findall(code) if uses.get(name))
 
 
 class CompileException(Exception):
@@ -78,7 +133,16 @@ def _compiler_version(cxx: str) -> str:
 def build(code: str, options: tuple = ()) -> tuple[ctypes.CDLL, list[str]]:
     names = KERNEL_NAME.findall(COMMENTS.sub("", code))
     source = _host_source(code, names)
-    flags = ["-O2", "-shared", "-fPIC", "-std=c++17", f"-I{SHIM.parent}", *_compile_options(options)]
+    # -U_FORTIFY_SOURCE: the fibers switch stacks with _longjmp, which the fortified longjmp check would refuse
+    flags = [
+        "-O2",
+        "-shared",
+        "-fPIC",
+        "-std=c++17",
+        "-U_FORTIFY_SOURCE",
+        f"-I{SHIM.parent}",
+        *_compile_options(options),
+    ]
     cxx = compiler()
     key = hashlib.sha256("\0".join([source, SHIM.read_text(), _compiler_version(cxx), cxx, *flags]).encode())
     key = key.hexdigest()
@@ -114,14 +178,19 @@ def _marshal(i: int, arg, code: str, kernel: str) -> tuple[int, object]:
     """(address of the argument's value, what keeps it alive) for argument ``i`` of parameter type ``code``."""
     where = f"argument {i} of kernel {kernel!r}"
     if code.startswith("*"):
-        if arg is not None and not isinstance(arg, ndarray):
+        if arg is None:
+            raise TypeError(
+                f"{where}: None for a pointer ({code}). CuPy passes None as a NULL *argument address*, not as a null "
+                "device pointer, so the kernel reads garbage on a GPU: pass an array (any valid one) and a flag"
+            )
+        if not isinstance(arg, ndarray):
             raise TypeError(f"{where}: the kernel takes a pointer ({code}); pass a cupy.ndarray, got {type(arg)}")
-        if arg is not None and not arg.flags.c_contiguous:
+        if not arg.flags.c_contiguous:
             raise ValueError(f"{where}: the array is not C-contiguous (a raw kernel sees only the base pointer)")
         want = code[1:]
-        if arg is not None and want[0] not in "v?*" and _CODES.get(arg.dtype) != want:
+        if want[0] not in "v?*" and _CODES.get(arg.dtype) != want:
             raise TypeError(f"{where}: the kernel takes {code}, the array has dtype {arg.dtype}")
-        pointer = ctypes.c_void_p(0 if arg is None else arg._a.ctypes.data)
+        pointer = ctypes.c_void_p(arg._a.ctypes.data)
         return ctypes.addressof(pointer), (pointer, arg)
     if isinstance(arg, (bool, int, float, complex)) and not isinstance(arg, np.generic):  # np.float64 is a float
         raise TypeError(
@@ -155,10 +224,15 @@ class RawKernel:
         self.code, self.name, self.options, self.backend = code, name, options, backend
         self.__name__ = name
         self._launch = self._signature = None
+        self._module: RawModule | None = None  # set by RawModule.get_function: the module compiled the source
 
     def compile(self, log_stream=None) -> None:
+        global compilations
         if self._launch is not None:
             return
+        if self._module is None:  # a RawKernel of its own compiles its source once
+            _driver.check_compile()
+            compilations += 1
         lib, names = build(self.code, self.options)
         if self.name not in names:
             raise RuntimeError(
@@ -172,7 +246,7 @@ class RawKernel:
         self._signature = [c for c in signature().decode().split(",") if c]
         self._error = lib.simgpu_last_error
         self._error.restype = ctypes.c_char_p
-        self._cooperative = bool(COOPERATIVE.search(COMMENTS.sub("", self.code)))
+        self._cooperative = self.name in cooperative_kernels(self.code)
 
     @property
     def kernel(self):
@@ -194,6 +268,7 @@ class RawKernel:
                 f"{len(args)} given"
             )
         marshalled = [_marshal(i, a, c, self.name) for i, (a, c) in enumerate(zip(args, self._signature, strict=True))]
+        record_launch(f"kernel:{self.name}", compiles=False)
         pointers = (ctypes.c_void_p * max(1, len(args)))(*[address for address, _ in marshalled])
         status = self._launch(
             len(args),
@@ -229,11 +304,21 @@ class RawModule:
         if name_expressions is not None:
             raise NotImplementedError("simgpu: name_expressions (C++ template kernels) are not simulated")
         self.code, self.options, self.backend = code, options, backend
+        self._compiled = False
 
     def compile(self, log_stream=None) -> None:
+        """Compile the whole source (once per module object, as CuPy does; CuPy's failure is not cached)."""
+        global compilations
+        if self._compiled:
+            return
+        _driver.check_compile()
         build(self.code, self.options)
+        compilations += 1
+        self._compiled = True
 
     def get_function(self, name: str) -> RawKernel:
+        self.compile()
         kernel = RawKernel(self.code, name, self.options)
+        kernel._module = self
         kernel.compile()
         return kernel

@@ -7,10 +7,17 @@ against CuPy 13's recorded signature (an unknown keyword raises TypeError) and t
 name on the unwrapped arrays, or a stub that raises NotImplementedError (it exists in CuPy 13, simgpu does not
 simulate it). Results are wrapped: arrays passed in come back as the very wrapper (``out=``, ``asarray(x)``), NumPy
 scalars become 0-d arrays as in CuPy.
+
+CuPy 14.0.1 (Colab's) is modelled too: ``cupy14_changes.json`` records what it removes or changes against CuPy 13,
+and the simulation keeps only the names both versions have and checks each call against both signatures (fmnist
+must run on either). Every device operation is counted as a launch (``_array.record_launch``): a function whose
+result is new memory or that was given ``out=``, every ufunc call, ``matmul`` (``matmul(batched)`` when an operand
+has more than two dimensions: CuPy runs that as a batched GEMM), array methods likewise; views count nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import importlib.machinery
@@ -21,12 +28,15 @@ from pathlib import Path
 
 import numpy as np
 
-from . import _cuda, _kernels
-from ._array import SCALARS, check_promotion, ndarray, record_sync, unwrap, wrap
+from . import _array, _cuda, _driver, _kernels
+from ._array import SCALARS, check_promotion, fresh, ndarray, record_launch, record_sync, unwrap, wrap
 
 API = json.loads(Path(__file__).with_name("cupy13_api.json").read_text())
-UFUNC_KWARGS = frozenset(API["ufunc_call_kwargs"])
-GUFUNC_KWARGS = frozenset(API["gufunc_call_kwargs"])
+CUPY14 = json.loads(Path(__file__).with_name("cupy14_changes.json").read_text())
+UFUNC_KWARGS = frozenset(API["ufunc_call_kwargs"]) & frozenset(CUPY14["ufunc_call_kwargs"])
+GUFUNC_KWARGS = frozenset(API["gufunc_call_kwargs"]) & frozenset(CUPY14["gufunc_call_kwargs"])
+NO_LAUNCH = {"empty", "empty_like"}  # allocation only
+NO_COMPILE = {"zeros", "zeros_like", "asarray", "array", "asanyarray"}  # a memset, or a copy from the host
 HOST_INPUT = {"array", "asarray", "asanyarray", "ascontiguousarray", "asfortranarray"}  # host-to-device copies
 ZERO_D = {"count_nonzero", "allclose", "array_equal", "array_equiv"}  # NumPy returns Python scalars, CuPy arrays
 SYNCING = {"save", "savez", "savez_compressed", "savetxt", "array_str", "array_repr", "array2string"}
@@ -74,13 +84,48 @@ def signature(tokens: list[str] | None) -> inspect.Signature | None:
         return None
 
 
-def check(sig: inspect.Signature | None, where: str, args, kwargs) -> None:
+def _cupy14(section: str, owner: str) -> dict:
+    return CUPY14[section].get(owner, {"removed": [], "changed": {}})
+
+
+def removed_in_cupy14(section: str, owner: str) -> set[str]:
+    """Names of ``owner`` (a module or class) that CuPy 13 has and CuPy 14 does not."""
+    return set(_cupy14(section, owner)["removed"])
+
+
+def signatures(section: str, owner: str, name: str, tokens) -> list[tuple[str, inspect.Signature | None]]:
+    """(CuPy version, signature) of ``owner.name`` in CuPy 13, and in CuPy 14 where it differs."""
+    found = [(API["cupy_version"], signature(tokens))]
+    newer = _cupy14(section, owner)["changed"].get(name)
+    if newer is not None and newer.get("params") != tokens:
+        found.append((CUPY14["cupy_version"], signature(newer.get("params"))))
+    return found
+
+
+def _positional(sig: inspect.Signature | None) -> list[str]:
     if sig is None:
-        return
-    try:
-        sig.bind(*args, **kwargs)
-    except TypeError as err:
-        raise TypeError(f"{where}(): {err} (the signature of CuPy {API['cupy_version']}: {where}{sig})") from None
+        return []
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return [p.name for p in sig.parameters.values() if p.kind in kinds]
+
+
+def check(sigs, where: str, args, kwargs) -> None:
+    """Bind the call to the signature of each CuPy version (``sigs``: a signature, or (version, signature) pairs):
+    it must be valid for every CuPy fmnist supports, and mean the same: from the first position where the versions'
+    parameters differ, arguments must be passed by keyword."""
+    pairs = sigs if isinstance(sigs, list) else [(API["cupy_version"], sigs)]
+    for version, sig in pairs:
+        if sig is None:
+            continue
+        try:
+            sig.bind(*args, **kwargs)
+        except TypeError as err:
+            raise TypeError(f"{where}(): {err} (the signature of CuPy {version}: {where}{sig})") from None
+    orders = [_positional(sig) for _, sig in pairs if sig is not None]
+    same = next((i for i, names in enumerate(zip(*orders, strict=False)) if len(set(names)) > 1), None)
+    if len(orders) > 1 and same is not None and len(args) > same:
+        versions = " and ".join(f"CuPy {v}: {where}{sig}" for v, sig in pairs)
+        raise TypeError(f"{where}(): pass the arguments from position {same} on by keyword ({versions})")
 
 
 def unsupported(qualname: str, kind: str = "function"):
@@ -148,10 +193,12 @@ def _to_numpy_keywords(sig, np_func, where: str, args: tuple, kwargs: dict) -> t
 
 
 def function(qualname: str, np_func, tokens):
-    sig, name = signature(tokens), qualname.rsplit(".", 1)[-1]
+    module, _, name = qualname.rpartition(".")
+    sigs = signatures("modules", module, name, tokens)
+    sig = sigs[0][1]
 
     def call(*args, **kwargs):
-        check(sig, qualname, args, kwargs)
+        check(sigs, qualname, args, kwargs)
         args, kwargs = _to_numpy_keywords(sig, np_func, qualname, args, kwargs)
         memo, hosts = {}, ([] if name in HOST_INPUT else None)
         args, kwargs = _unwrap_all(args, kwargs, memo, qualname, hosts)
@@ -162,6 +209,8 @@ def function(qualname: str, np_func, tokens):
             result = _owned(result, hosts)
         if name in ZERO_D and isinstance(result, (bool, int)):
             result = np.asarray(result)
+        if (fresh(result) and name not in NO_LAUNCH) or kwargs.get("out") is not None:
+            record_launch(name, compiles=name not in NO_COMPILE)
         return wrap(result, memo)
 
     call.__name__ = call.__qualname__ = name
@@ -212,7 +261,9 @@ class ufunc:
                 raise TypeError(f"{where}: out must be cupy.ndarray")
             outs = unwrap(outs, memo, where)
             kwargs["out"] = outs if self.nout > 1 else outs[0]
-        return wrap(self._np(*inputs, **kwargs), memo)
+        result = self._np(*inputs, **kwargs)
+        record_launch(self._public.rpartition(".")[2])
+        return wrap(result, memo)
 
 
 def _ufunc_method(method: str):
@@ -222,7 +273,9 @@ def _ufunc_method(method: str):
         check(sig, f"{self._public}.{method}", args, kwargs)
         memo = {}
         args, kwargs = _unwrap_all(args, kwargs, memo, f"{self._public}.{method}")
-        return wrap(getattr(self._np, method)(*args, **kwargs), memo)
+        result = getattr(self._np, method)(*args, **kwargs)
+        record_launch(f"{self._public.rpartition('.')[2]}.{method}")
+        return wrap(result, memo)
 
     call.__name__ = method
     return call
@@ -250,7 +303,11 @@ class _GUFunc:
         memo = {}
         inputs = [_device_operand(a, where) for a in args]
         _, kwargs = _unwrap_all((), kwargs, memo, where)
-        return wrap(self._np(*inputs, **kwargs), memo)
+        result = self._np(*inputs, **kwargs)
+        batched = max(getattr(a, "ndim", 0) for a in inputs) > 2  # CuPy: a batched GEMM, not one 2-D GEMM
+        record_launch(f"{self.__name__}(batched)" if batched else self.__name__)
+        _driver.check_cublas()
+        return wrap(result, memo)
 
 
 class _IndexGrid:
@@ -261,18 +318,24 @@ class _IndexGrid:
 
     def __getitem__(self, key):
         memo = {}
-        return wrap(self._np[unwrap(key, memo, self._where)], memo)
+        result = self._np[unwrap(key, memo, self._where)]
+        if fresh(result):
+            record_launch(self._where.rpartition(".")[2])
+        return wrap(result, memo)
 
 
 def array_method(name: str, tokens):
-    sig = signature(tokens)
+    sigs = signatures("classes", "ndarray", name, tokens)
     where = f"cupy.ndarray.{name}"
 
     def call(self, *args, **kwargs):
-        check(sig, where, args, kwargs)
+        check(sigs, where, args, kwargs)
         memo = {id(self._a): self}
         args, kwargs = _unwrap_all(args, kwargs, memo, where)
-        return wrap(getattr(self._a, name)(*args, **kwargs), memo)
+        result = getattr(self._a, name)(*args, **kwargs)
+        if fresh(result) or kwargs.get("out") is not None:
+            record_launch(f"ndarray.{name}")
+        return wrap(result, memo)
 
     call.__name__ = name
     return call
@@ -286,9 +349,10 @@ def _unsupported_attribute(name: str):
 
 
 def _complete_ndarray() -> None:
-    """Give ``ndarray`` CuPy 13's recorded members that ``_array`` does not implement by hand."""
+    """Give ``ndarray`` the recorded members (of CuPy 13 and 14 both) that ``_array`` does not implement by hand."""
+    gone = removed_in_cupy14("classes", "ndarray")
     for name, spec in API["classes"]["ndarray"].items():
-        if name in ndarray.__dict__:
+        if name in ndarray.__dict__ or name in gone:
             continue
         if spec["kind"] == "attribute":
             setattr(ndarray, name, _unsupported_attribute(name))
@@ -319,6 +383,7 @@ def _random_call(where: str, np_func, tokens, method: str, bound: bool):
         memo = {}
         args, kwargs = _unwrap_all(args, kwargs, memo, where)
         result = getattr(source, method)(*args, **kwargs)
+        record_launch(f"random.{method}")
         result = wrap(np.asarray(result) if isinstance(result, (int, float, bool)) else result, memo)
         return result.astype(dtype, copy=False) if dtype is not None and isinstance(result, ndarray) else result
 
@@ -358,6 +423,7 @@ def seed(seed=None) -> None:
 def asnumpy(a, stream=None, order="C", out=None, *, blocking=True) -> np.ndarray:
     if isinstance(a, ndarray):
         record_sync("asnumpy")
+        record_launch("copy (device to host)", compiles=False)
         host = np.array(a._a, order=order, copy=True)
     else:
         host = np.asarray(a, order=order)
@@ -365,6 +431,17 @@ def asnumpy(a, stream=None, order="C", out=None, *, blocking=True) -> np.ndarray
         return host
     out[...] = host
     return out
+
+
+@contextlib.contextmanager
+def count_launches():
+    """Yield a ``LaunchLog`` of the device operations launched inside the block (``.count``, ``.kinds``)."""
+    log = _array.LaunchLog()
+    _array._open_launch_logs.append(log)
+    try:
+        yield log
+    finally:
+        _array._open_launch_logs.remove(log)
 
 
 def fuse(*args, **kwargs):
@@ -387,9 +464,12 @@ def _resolve(path: str):
 
 
 def populate(qualname: str, implemented: dict, np_module=None) -> types.ModuleType:
-    """A module holding exactly the names CuPy 13 records for ``qualname``."""
+    """A module holding exactly the names CuPy 13 and CuPy 14 both record for ``qualname``."""
     module = types.ModuleType(qualname)
+    gone = removed_in_cupy14("modules", qualname)
     for name, spec in API["modules"][qualname].items():
+        if name in gone:
+            continue
         full, kind = f"{qualname}.{name}", spec["kind"]
         np_obj = getattr(np_module, ALIASES.get(name, name), None) if np_module is not None else None
         if name in implemented:
@@ -452,8 +532,9 @@ def build() -> dict[str, types.ModuleType]:
     }
     cupy = populate("cupy", top, np)
     cupy.get_array_module = lambda *args: cupy if any(isinstance(a, ndarray) for a in args) else np
-    cupy.__version__ = API["cupy_version"]
+    cupy.__version__ = _driver.state["version"]
     cupy._simulated = True
+    cupy._count_launches = count_launches  # simgpu's own, private: fmnist.backend.launches counts with it
     modules.update({"cupy": cupy, "cupy.cuda": cuda})
     modules.update({f"cupy.cuda.{name}": module for name, module in cuda_modules.items()})
     for name, value in vars(cupy).items():

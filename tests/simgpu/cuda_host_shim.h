@@ -3,8 +3,11 @@
 // The CUDA keywords are defined away, the built-ins (threadIdx, blockIdx, blockDim, gridDim) are globals that the
 // launcher sets, and `__shared__` becomes `static` (one copy, reused by the blocks, which run one after another).
 // A launch runs the grid's blocks in sequence. The threads of a block run either in a plain loop (kernels with no
-// barrier or warp primitive: the Python side decides from the source) or cooperatively, one ucontext fiber per CUDA
-// thread: a fiber runs until it reaches `__syncthreads()` (or a warp primitive) and the scheduler resumes the next;
+// barrier or warp primitive: the Python side decides per kernel from the source) or cooperatively, one fiber per
+// CUDA thread (started on its own stack with makecontext/setcontext, then switched with _setjmp/_longjmp, which
+// need no signal-mask system call: 4x faster than swapcontext; build with -U_FORTIFY_SOURCE, whose longjmp check
+// refuses a jump to another stack): a fiber runs until it reaches `__syncthreads()` (or a warp primitive) and the
+// scheduler resumes the next;
 // a barrier opens when every live thread of the block (of the warp, for warp primitives) waits at it. Warp shuffles
 // and votes exchange values through one slot per thread between two warp barriers. Everything runs on one OS thread,
 // so atomics are plain read-modify-writes.
@@ -17,6 +20,7 @@
 
 #include <assert.h>
 #include <math.h>
+#include <setjmp.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <ucontext.h>
@@ -66,7 +70,9 @@ struct KernelError : std::runtime_error {
 
 enum State { RUNNABLE, AT_BLOCK_BARRIER, AT_WARP_BARRIER, DONE };
 struct Fiber {
-    ucontext_t ctx;
+    ucontext_t ctx;  // only to start the fiber on its stack
+    jmp_buf env;     // where it waits (switches use _setjmp/_longjmp: no signal-mask syscall, unlike swapcontext)
+    bool started;
     uint3 tid;
     State state;
 };
@@ -74,7 +80,7 @@ struct Fiber {
 static const size_t kStackBytes = 256 * 1024;
 static std::mutex g_mutex;  // one launch at a time per module: the built-ins and __shared__ are globals
 static std::string g_error;
-static ucontext_t g_scheduler;
+static jmp_buf g_scheduler;
 static std::vector<Fiber> g_fibers;  // the threads of the running block (cooperative mode)
 static int g_current = -1;           // index of the running fiber; -1 in plain mode
 static std::vector<uint64_t> g_slots;
@@ -89,7 +95,7 @@ inline void wait(State where) {
     Fiber& self = g_fibers[g_current];
     self.state = where;
     asm volatile("" ::: "memory");
-    swapcontext(&self.ctx, &g_scheduler);
+    if (!_setjmp(self.env)) _longjmp(g_scheduler, 1);
     asm volatile("" ::: "memory");
 }
 
@@ -99,7 +105,8 @@ inline void fiber_main() {
     } catch (const std::exception& err) {
         if (g_error.empty()) g_error = err.what();
     }
-    g_fibers[g_current].state = DONE;  // returning resumes g_scheduler (uc_link)
+    g_fibers[g_current].state = DONE;
+    _longjmp(g_scheduler, 1);  // never returns: the scheduler resumes
 }
 
 // Open the barriers every live waiter has reached. Returns an error (a deadlock, or a warp primitive that lanes which
@@ -142,10 +149,11 @@ inline void run_block_cooperatively(char* stacks) {
         Fiber& f = g_fibers[i];
         f.tid = {i % blockDim.x, (i / blockDim.x) % blockDim.y, i / (blockDim.x * blockDim.y)};
         f.state = RUNNABLE;
+        f.started = false;
         getcontext(&f.ctx);
         f.ctx.uc_stack.ss_sp = stacks + static_cast<size_t>(i) * kStackBytes;
         f.ctx.uc_stack.ss_size = kStackBytes;
-        f.ctx.uc_link = &g_scheduler;
+        f.ctx.uc_link = nullptr;
         makecontext(&f.ctx, fiber_main, 0);
     }
     for (;;) {
@@ -154,7 +162,11 @@ inline void run_block_cooperatively(char* stacks) {
             if (g_fibers[i].state != RUNNABLE) continue;
             g_current = static_cast<int>(i);
             threadIdx = g_fibers[i].tid;
-            swapcontext(&g_scheduler, &g_fibers[i].ctx);
+            if (!_setjmp(g_scheduler)) {
+                if (g_fibers[i].started) _longjmp(g_fibers[i].env, 1);
+                g_fibers[i].started = true;
+                setcontext(&g_fibers[i].ctx);
+            }
             if (!g_error.empty()) return;
         }
         for (auto& f : g_fibers) live = live || f.state != DONE;

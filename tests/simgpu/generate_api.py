@@ -1,8 +1,17 @@
-"""Record the public API of the installed (real) CuPy into ``cupy13_api.json``, for the simulation to enforce.
+"""Record the public API of the installed (real) CuPy, for the simulation to enforce: CuPy 13 into
+``cupy13_api.json``, CuPy 14 into ``cupy14_changes.json`` (what differs from the CuPy 13 record).
 
-Run it with the Python of an environment that has CuPy 13 installed (no GPU is needed)::
+Run it with the Python of an environment that has CuPy 13 installed, then with one that has CuPy 14.0.1 (Colab's;
+no GPU is needed)::
 
     /tmp/cupy13/bin/python tests/simgpu/generate_api.py
+    /tmp/cupy14/bin/python tests/simgpu/generate_api.py
+
+fmnist must run on both, so simgpu offers the names both have and checks each call against both signatures. CuPy
+14.0.1 measured against 13.6 (2026-12): 14 is a superset but for ``cupy.sparse`` and
+``cupy.cuda.memory.LockAndNoGc`` (gone), ``histogram``'s ``weights``/``density`` (swapped positions), and keywords
+only 14 accepts (``asarray(copy=)``, ``argsort(kind=)``...). A full second record would repeat the first, so the
+CuPy 14 file keeps only the differences.
 
 What it records, per module (``cupy``, ``cupy.linalg``, ``cupy.random``, ``cupy.fft``, ``cupy.cuda``,
 ``cupy.cuda.runtime``, ``cupy.cuda.memory``): every public name, its kind (function / ufunc / gufunc / class /
@@ -46,6 +55,7 @@ CLASSES = {
 UFUNC_CANDIDATES = ("out", "where", "_where", "casting", "order", "dtype", "subok", "signature", "axes", "axis")
 UFUNC_CANDIDATES += ("keepdims",)
 OUT = Path(__file__).with_name("cupy13_api.json")
+CHANGES = Path(__file__).with_name("cupy14_changes.json")
 
 
 def _split_top(text: str) -> list[str]:
@@ -188,6 +198,27 @@ def class_members(cls) -> dict:
     return out
 
 
+def changes(api: dict, base: dict) -> dict:
+    """What ``api`` (a newer CuPy) removes or changes against ``base`` (the CuPy 13 record): removed names per module
+    and class, the new parameter tokens of changed callables, and the ufunc keywords."""
+
+    def diff(new: dict, old: dict) -> tuple[list[str], dict]:
+        removed = sorted(set(old) - set(new))
+        changed = {n: new[n] for n in sorted(set(old) & set(new)) if new[n] != old[n]}
+        return removed, changed
+
+    out: dict = {"cupy_version": api["cupy_version"], "numpy_version": api["numpy_version"]}
+    for section in ("modules", "classes"):
+        out[section] = {}
+        for name, members in base[section].items():
+            removed, changed = diff(api[section].get(name, {}), members)
+            if removed or changed:
+                out[section][name] = {"removed": removed, "changed": changed}
+    for key in ("ufunc_call_kwargs", "gufunc_call_kwargs", "ufunc_methods"):
+        out[key] = api[key]
+    return out
+
+
 def main() -> None:
     add = cupy.add
     api = {
@@ -200,9 +231,12 @@ def main() -> None:
         "gufunc_call_kwargs": _probe(cupy.matmul, 2, UFUNC_CANDIDATES, RuntimeError, "Unknown kwargs"),
         "ufunc_methods": {m: params(getattr(add, m)) for m in ("reduce", "accumulate", "reduceat", "outer", "at")},
     }
-    OUT.write_text(json.dumps(api, indent=1, sort_keys=True) + "\n")
+    target = OUT
+    if int(cupy.__version__.split(".")[0]) >= 14:
+        api, target = changes(api, json.loads(OUT.read_text())), CHANGES
+    target.write_text(json.dumps(api, indent=1, sort_keys=True) + "\n")
     counts = {m: len(v) for m, v in api["modules"].items()}
-    print(f"wrote {OUT} (CuPy {cupy.__version__}): {counts}; ufunc kwargs {api['ufunc_call_kwargs']}")
+    print(f"wrote {target} (CuPy {cupy.__version__}): {counts}; ufunc kwargs {api['ufunc_call_kwargs']}")
 
 
 if __name__ == "__main__":
