@@ -1,9 +1,12 @@
-"""The terminal side of a run: the rich progress display and Ctrl-C, each a callback of the run lifecycle."""
+"""The terminal side of a run: the rich progress display and Ctrl-C, each a callback of the run lifecycle, and
+the note for a run that is not learning."""
 
 from __future__ import annotations
 
+import math
 import signal
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Console
@@ -32,6 +35,7 @@ class RichProgress(Callback):
         )
         self._task: Any = None
         self._epoch = 0
+        self._warned = False  # the not-learning note is said once
 
     def __enter__(self) -> RichProgress:
         self.bar.start()
@@ -74,6 +78,12 @@ class RichProgress(Callback):
     def on_epoch_end(self, trainer: Any, metrics: Any) -> None:
         line = epoch_line(metrics, trainer.run.config.epochs if trainer.run else metrics.epoch, self.console.width)
         self.bar.console.print(line, highlight=False, soft_wrap=True)
+        if not self._warned and trainer.run is not None:
+            classes = len(trainer.run.splits.dataset.class_names)
+            note = not_learning([m.to_dict() for m in trainer.history], trainer.run.config.to_dict(), classes)
+            if note is not None:
+                self._warned = True
+                self.bar.console.print(f"[yellow]note[/]: {note}", highlight=False)  # wrapped to the width
 
     def on_train_end(self, trainer: Any, outcome: Outcome) -> None:
         self.bar.stop()
@@ -95,6 +105,40 @@ class RichProgress(Callback):
             self.console.print(f"[yellow]no report[/]: {outcome.report_error}", highlight=False)
         if outcome.status == "completed":
             self.console.print(f"run directory {run_dir}", highlight=False)
+
+
+def not_learning(history: Sequence[dict[str, Any]], config: dict[str, Any], classes: int = 10) -> str | None:
+    """The note for a run that is not learning, or None: after two epochs or more, the training loss of the last two
+    is still that of a network that gives every class the same probability (ln(classes) for cross-entropy), with
+    accuracy at chance. Says why where the configuration shows it (``random`` init: each layer shrinks the signal)."""
+    if len(history) < 2 or classes < 2:
+        return None
+    uniform = math.log(classes) if config.get("loss") == "cross_entropy" else 1 - 1 / classes
+    recent = history[-2:]
+    if any(abs(m["train_loss"] - uniform) > 0.005 or m["train_accuracy"] > 1.5 / classes for m in recent):
+        return None
+    what = "ln " if config.get("loss") == "cross_entropy" else "1 - 1/"
+    note = (
+        f"the network is not learning: the training loss has stayed at {uniform:.4f} ({what}{classes}), what "
+        "predicting every class with the same probability gives"
+    )
+    return f"{note}. {_why_not_learning(config)}"
+
+
+def _why_not_learning(config: dict[str, Any]) -> str:
+    """Why a configuration may not learn, as far as it shows: the scale ``random`` init leaves the signal at."""
+    widths = config.get("hidden_sizes") or [config.get("hidden_size", 0)] * int(config.get("num_layers", 0))
+    fan_ins = [784, *widths]
+    shrinking = config.get("activation") in ("identity", "tanh", "relu") and config.get("model", "mlp") == "mlp"
+    if config.get("weight_init") == "random" and shrinking:
+        scale = math.prod(0.01 * math.sqrt(n) * (0.7 if config.get("activation") == "relu" else 1) for n in fan_ins)
+        decay = ", and the weight decay then pulls the weights to zero" if config.get("weight_decay") else ""
+        return (
+            f"With -w_i random (N(0, 0.01²)) each of the {len(fan_ins)} weight layers scales the signal by about "
+            f"0.01·√(inputs), so the outputs start near {scale:.0e} times the input: the gradients vanish{decay}. "
+            "Try -w_i Xavier or he."
+        )
+    return "Try another -w_i (Xavier or he), a larger -lr, or a smaller -w_d."
 
 
 def epoch_line(m: Any, epochs: int, width: int = 80) -> str:

@@ -36,7 +36,14 @@ def sweep(
     data_dir: Annotated[
         Path | None, typer.Option("--data-dir", envvar="FMNIST_DATA_DIR", help="Directory searched first for data.")
     ] = None,
-    wandb: Annotated[bool, typer.Option("--wandb", help="Log each trial to Weights & Biases.")] = False,
+    wandb: Annotated[
+        bool | None,
+        typer.Option(
+            "--wandb/--no-wandb",
+            help="Log each trial to Weights & Biases (on where the sweep file names a W&B project or entity).",
+            show_default=False,
+        ),
+    ] = None,
     grace_period: Annotated[
         int,
         typer.Option(
@@ -54,8 +61,11 @@ def sweep(
     on the same machine, after --grace-period on another; run the same command again to continue a sweep."""
     import importlib.util
 
-    from fmnist.cli.train import check_out
+    from fmnist.cli.common import quiet_warnings
+    from fmnist.cli.train import check_out, check_wandb
     from fmnist.training.config import ConfigError, TrainConfig
+
+    quiet_warnings()
 
     if importlib.util.find_spec("optuna") is None:
         fail("fmnist sweep needs Optuna: pip install 'fmnist[sweep]'", 2)
@@ -72,8 +82,9 @@ def sweep(
         fail("--trials and --workers must be > 0", 2)
     if grace_period <= 0:
         fail(f"--grace-period must be > 0 seconds, got {grace_period}", 2)
-    if wandb and importlib.util.find_spec("wandb") is None:
-        fail("--wandb needs the wandb package: pip install 'fmnist[wandb]'", 2)
+    use_wandb = wandb if wandb is not None else spec.wandb is not None
+    if use_wandb and not status:  # once, before the first trial
+        check_wandb("--wandb" if wandb else f"the sweep file's {spec.wandb}")
     name = study or spec.name
     options = SweepOptions(
         out=out or Path("runs") / "sweeps" / name,
@@ -83,9 +94,10 @@ def sweep(
         workers=workers,
         seed=seed,
         base=base,
-        wandb=wandb,
+        wandb=use_wandb,
         sweep_file=str(sweep_file),
         grace=grace_period,
+        setup=quiet_warnings,
     )
     if status:
         show_status(spec, options)
@@ -107,25 +119,13 @@ def run(spec: Any, options: Any) -> None:
         fail(str(err), 2)
     storage = escape(_redact(options.storage_url))
     console.print(
-        f"sweep [bold]{escape(options.study_name)}[/]: {spec.method}, {spec.goal} {spec.metric}, "
+        f"sweep [bold]{escape(options.study_name)}[/]: {spec.method}, {spec.goal} {_metric_words(spec)}, "
         f"{trial_cap(spec, options)} trials, {options.workers} worker(s)\nstorage {storage}",
         highlight=False,
     )
-    colours = {"complete": "green", "pruned": "yellow", "failed": "red", "interrupted": "yellow"}
-    colours.update({"retried": "yellow", "given up": "red", "taken over": "yellow"})
-
-    def on_event(event: Any) -> None:
-        if event.state == "running":  # the values once, when the trial starts; then the outcome by number
-            params = " ".join(f"{names.short(k)}={_cell(v)}" for k, v in event.params.items())
-            note = f" [yellow]({escape(event.note)})[/]" if event.note else ""
-            console.print(f"[dim]trial {event.number}:[/] {escape(params)}{note}", highlight=False)
-            return
-        head = f"[{colours[event.state]}]trial {event.number} {event.state}[/]"
-        head += f" {escape(event.note)}" if event.note else ""
-        value = f" {spec.metric} {event.value:.4f}" if event.value is not None else ""
-        reason = f" ({escape(event.reason)})" if event.reason and event.state != "complete" else ""
-        console.print(f"{head}{value}{reason}", highlight=False)
-
+    for note in spec.notes:
+        console.print(f"[yellow]note[/]: {escape(note)}", highlight=False)
+    on_event = _trial_lines(spec)
     try:
         study = run_sweep(spec, options, on_event)
     except KeyboardInterrupt:
@@ -147,11 +147,58 @@ def run(spec: Any, options: Any) -> None:
         console.print(f"wrote {escape(str(path))}", highlight=False)
     for name, why in written["plot_errors"].items():
         console.print(f"[dim]no {name}: {escape(why)}[/]")
+    for name, why in written.get("plot_notes", {}).items():
+        console.print(f"[dim]{name}: {escape(why)}[/]")
     if "best_config" in written:
         console.print(f"reproduce the best trial: fmnist train --config {escape(str(written['best_config']))}")
     _report(options.out)
     _elsewhere(rows, options.grace)
     _verdict(rows)
+
+
+def _trial_lines(spec: Any) -> Any:
+    """What the terminal shows of each trial: its values once, when it starts (only those that take effect), then
+    how it ended, by number."""
+    from rich.markup import escape
+
+    colours = {"complete": "green", "pruned": "yellow", "failed": "red", "interrupted": "yellow"}
+    colours.update({"retried": "yellow", "given up": "red", "taken over": "yellow"})
+
+    def on_event(event: Any) -> None:
+        if event.state == "running":  # the values once, when the trial starts; then the outcome by number
+            params = " ".join(f"{names.short(k)}={_cell(v)}" for k, v in event.params.items())
+            note = f" [yellow]({escape(event.note)})[/]" if event.note else ""
+            console.print(f"[dim]trial {event.number}:[/] {escape(params)}{note}", highlight=False)
+            return
+        head = f"[{colours[event.state]}]trial {event.number} {event.state}[/]"
+        head += f" {escape(event.note)}" if event.note else ""
+        value = f" {spec.metric} {event.value:.4f}" if event.value is not None else ""
+        reason = f" ({escape(event.reason)})" if event.reason and event.state != "complete" else ""
+        console.print(f"{head}{value}{reason}", highlight=False)
+        stuck = _not_learning(event) if event.state in ("complete", "pruned") else None
+        if stuck is not None:
+            console.print(f"  [yellow]note[/]: {escape(stuck)}", highlight=False)
+
+    return on_event
+
+
+def _metric_words(spec: Any) -> str:
+    return f"the best epoch's {spec.metric}" if spec.best else spec.metric
+
+
+def _not_learning(event: Any) -> str | None:
+    """The not-learning note of a trial's run (``fmnist.cli.progress.not_learning``), from its run directory."""
+    import json
+
+    from fmnist.cli.progress import not_learning
+    from fmnist.files import read_jsonl
+
+    try:
+        history = read_jsonl(Path(event.run_dir) / "metrics.jsonl")
+        config = json.loads((Path(event.run_dir) / "config.json").read_text())
+    except (OSError, ValueError, TypeError):  # another machine's run directory, or none
+        return None
+    return not_learning(history, config)
 
 
 def _elsewhere(rows: list[dict[str, Any]], grace: int) -> None:
@@ -196,7 +243,7 @@ def show_status(spec: Any, options: Any) -> None:
     view = status(study, spec)
     storage = escape(_redact(options.storage_url))
     console.print(
-        f"sweep [bold]{escape(study.study_name)}[/]: {spec.method}, {spec.goal} {spec.metric}, "
+        f"sweep [bold]{escape(study.study_name)}[/]: {spec.method}, {spec.goal} {_metric_words(spec)}, "
         f"{trial_cap(spec, options)} trials\nstorage {storage}",
         highlight=False,
     )

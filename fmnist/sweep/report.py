@@ -115,7 +115,7 @@ def _open_study(sweep_dir: Path, info: dict) -> tuple[Any, str | None]:
             return None, f"no study storage ({SWEEP_FILES['info']} names none and there is no {local.name})"
         url = f"sqlite:///{local.resolve()}"
     try:
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        optuna.logging.set_verbosity(optuna.logging.ERROR)
         if "://" in url:
             # a database server that does not answer fails in seconds rather than minutes
             engine = {"connect_args": {"connect_timeout": 10}} if url.startswith("postgres") else None

@@ -52,7 +52,8 @@ def leaderboard(study: Any, spec: SweepSpec) -> list[dict[str, Any]]:
 
 def write_results(study: Any, spec: SweepSpec, out: Path) -> dict[str, Any]:
     """Write ``leaderboard.csv``, ``best_config.json`` and the PNG plots under ``out``; returns what was written
-    (and, under ``plot_errors``, the plots that could not be drawn and why)."""
+    (and, under ``plot_errors``, the plots that could not be drawn and why; under ``plot_notes``, what a drawn plot
+    cannot show)."""
     rows = leaderboard(study, spec)
     written: dict[str, Any] = {"rows": rows, "plot_errors": {}}
     if rows:
@@ -68,17 +69,17 @@ def write_results(study: Any, spec: SweepSpec, out: Path) -> dict[str, Any]:
         write_json(out / SWEEP_FILES["best_config"], config)
         written["best_config"] = out / SWEEP_FILES["best_config"]
         written["best"] = best
-    written["plots"] = _plots(study, out, written["plot_errors"])
+    written["plot_notes"] = {}
+    written["plots"] = _plots(study, out, written["plot_errors"], written["plot_notes"])
     return written
 
 
-def _plots(study: Any, out: Path, errors: dict[str, str]) -> list[Path]:
+def _plots(study: Any, out: Path, errors: dict[str, str], notes: dict[str, str]) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import optuna.visualization.matplotlib as ovm
-    from optuna.exceptions import ExperimentalWarning
 
     from fmnist.files import atomic_open
 
@@ -90,9 +91,11 @@ def _plots(study: Any, out: Path, errors: dict[str, str]) -> list[Path]:
     }
     for name, make in makers.items():
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", ExperimentalWarning)
+            with warnings.catch_warnings(record=True) as caught:  # a view's warnings tell nothing to act on
+                warnings.simplefilter("always")
                 axes = make(study)
+            if any("importances will be equal" in str(w.message).lower() for w in caught):
+                notes[name] = "too few completed trials to rank the parameters: every one shows the same importance"
             figure = axes.figure if hasattr(axes, "figure") else axes.flat[0].figure
             figure.set_size_inches(10, 6)
             with atomic_open(out / name) as handle:

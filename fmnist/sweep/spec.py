@@ -4,7 +4,11 @@ Parameter names and values go through ``fmnist.names`` when the file is read: ``
 DA6401 short names (``lr``, ``nhl``, ``sz``, ``w_d``...), dashed long names (``hidden-sizes``) and the names course
 sweep files use (``hidden_layers``, ``weight_initialization``...) map to ``TrainConfig`` fields, and values to their
 canonical spelling (``nesterov`` -> ``nag``), so a study stores canonical values and ``[nag, nesterov]`` is one
-choice. ``validate`` then checks every value a sampler can draw before the first trial.
+choice. Names with two meanings (``gamma``, ``decay``) are read by the file's other parameters or refused, a list
+of widths under ``hidden_size`` is ``hidden_sizes``, architecture constants (``input_size: 784``) are checked, and W&B
+asked for by the file (``wandb_project``, a top-level ``project``, a ``command:`` passing ``--wandb_project``) is
+recorded in ``SweepSpec.wandb``. What was assumed is said in ``SweepSpec.notes``. ``validate`` then checks every
+value a sampler can draw before the first trial.
 """
 
 from __future__ import annotations
@@ -16,16 +20,29 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from fmnist import names
-from fmnist.training.config import CHOICES, FIELD_TYPES, ConfigError, TrainConfig, coerce, load_mapping, option_name
+from fmnist.network.optimizers import OPTIMIZERS
+from fmnist.training.config import (
+    CHOICES,
+    FIELD_TYPES,
+    OPTIMIZER_FIELDS,
+    ConfigError,
+    TrainConfig,
+    coerce,
+    load_mapping,
+    option_name,
+)
 
 METHODS = ("grid", "random", "bayes")
-METRICS = {"val_accuracy": "maximize", "val_loss": "minimize", "train_accuracy": "maximize", "train_loss": "minimize"}
+METRICS = names.METRICS
 DISTRIBUTIONS = ("constant", "categorical", "uniform", "int_uniform", "log_uniform_values", "log_uniform", "q_uniform")
 SHORT = names.SHORT  # short parameter names for run directories and narrow tables
 COMBINATIONS_CHECKED = 20_000  # larger spaces: every value, and every pair of values, instead of every combination
+CNN_ONLY = ("conv_channels", "convs_per_block", "kernel_size", "batch_norm", "conv_dropout")
+WANDB_FIELDS = ("wandb", "wandb_project", "wandb_entity")
 
 
 class SweepError(ValueError):
@@ -73,6 +90,9 @@ class SweepSpec:
     run_cap: int | None = None
     name: str = "sweep"
     fixed: dict[str, Any] = field(default_factory=dict)
+    best: bool = False  # a trial's value is its best epoch's (best_val_accuracy, val/max_acc), not its last epoch's
+    notes: tuple[str, ...] = ()  # what the file left to fmnist to read, one line each (printed before the trials)
+    wandb: str | None = None  # what in the file asks for W&B logging (e.g. "parameters.wandb_project"), or None
 
     @property
     def direction(self) -> str:
@@ -94,11 +114,15 @@ class SweepSpec:
                 parameters[p.name] = {"distribution": p.distribution, "min": p.low, "max": p.high}
                 if p.q is not None:
                     parameters[p.name]["q"] = p.q
-        out: dict[str, Any] = {"method": self.method, "metric": {"name": self.metric, "goal": self.goal}}
+        out: dict[str, Any] = {"method": self.method, "metric": self.metric_record()}
         out["parameters"] = parameters
         if self.hyperband:
             out["early_terminate"] = {"type": "hyperband", **self.hyperband}
         return out
+
+    def metric_record(self) -> dict[str, Any]:
+        """The metric as sweep.json and reports hold it: name, goal, and ``summary: best`` for a best-epoch metric."""
+        return {"name": self.metric, "goal": self.goal, **({"summary": "best"} if self.best else {})}
 
     def grid(self) -> list[dict[str, Any]]:
         """Every point of a grid sweep, in a fixed order."""
@@ -112,6 +136,7 @@ class SweepSpec:
             "method": self.method,
             "metric": self.metric,
             "goal": self.goal,
+            **({"summary": "best"} if self.best else {}),
             "parameters": {
                 p.name: {k: v for k, v in dataclasses.asdict(p).items() if k != "name" and v not in (None, ())}
                 for p in sorted(self.params, key=lambda p: p.name)
@@ -134,16 +159,23 @@ def _number(value: Any, key: str) -> float:
 
 def _value(name: str, key: str, value: Any) -> Any:
     """A value as the trial will use it: canonical spelling, or the field's type (``64.0`` -> ``64``)."""
-    if name in ("num_layers", "hidden_size") and isinstance(value, list | tuple):
-        raise SweepError(f"parameters.{key}: {value!r} is a list; uneven widths such as [256, 128] are hidden_sizes")
+    if name == "num_layers" and isinstance(value, list | tuple):
+        raise SweepError(f"parameters.{key}: {value!r} is a list; the widths of each layer are hidden_sizes")
     try:
         if name in CHOICES:
             return names.canonical(name, value)
         if FIELD_TYPES[name][0] in ("int", "float", "bool", "str") or _is_list_field(name):
-            return coerce(name, value)  # [32, 16] and "32,16" are one value, (32, 16)
+            return coerce(name, value)  # [32, 16], "32,16", "[32, 16]" and "32 16" are one value, (32, 16)
     except (names.UnknownNameError, ConfigError) as err:
         raise SweepError(f"parameters.{key}: {err}") from None
     return tuple(value) if isinstance(value, list) else value
+
+
+def _is_widths(value: Any) -> bool:
+    """Whether a value is a list of widths (``[64, 64]``, ``"[64,64]"``, ``"32 32"``) rather than one width."""
+    if isinstance(value, list | tuple):
+        return True
+    return isinstance(value, str) and any(c in value for c in "[], ") and value.strip() != ""
 
 
 def _is_list_field(name: str) -> bool:
@@ -173,16 +205,26 @@ def _distinct(values: list[Any]) -> tuple[Any, ...]:
     return tuple(out)
 
 
-def _param(key: str, body: Any) -> Param:
-    name = config_name(key)
+def _param(key: str, name: str, body: Any) -> Param:
+    """The parameter ``key`` of the file (which means field ``name``) with its canonical values."""
     if not isinstance(body, dict):
         raise SweepError(f"parameters.{key} must be a mapping such as {{values: [...]}} or {{min: .., max: ..}}")
     if "value" in body:
+        if name == "hidden_size" and _is_widths(body["value"]):
+            name = "hidden_sizes"  # one list of widths
+        elif isinstance(body["value"], list) and not _is_list_field(name):
+            raise SweepError(
+                f"parameters.{key}: value: {body['value']} is one value, a list; did you mean values: {body['value']}?"
+            )
         return Param(name, "constant", (_value(name, key, body["value"]),))
     if "values" in body:
         values = body["values"]
         if not isinstance(values, list) or not values:
             raise SweepError(f"parameters.{key}.values must be a non-empty list")
+        if name == "hidden_size" and any(_is_widths(v) for v in values):
+            if not all(_is_widths(v) for v in values):
+                raise SweepError(f"parameters.{key} mixes widths and lists of widths: write every value as a list")
+            name = "hidden_sizes"  # each value is the widths of every layer: [[64, 64], [128]]
         return Param(name, "categorical", _distinct([_value(name, key, v) for v in values]))
     if "min" in body and "max" in body:
         return _range(name, key, body)
@@ -229,40 +271,228 @@ def parse_sweep(raw: dict[str, Any], name: str = "sweep", base: TrainConfig | No
     method = str(raw.get("method", "random")).lower()
     if method not in METHODS:
         raise SweepError(f"method {method!r} is not one of {', '.join(METHODS)}")
-    metric, goal = _metric(raw.get("metric", {"name": "val_accuracy"}))
-    params = _params(raw.get("parameters"))
+    metric = _metric(raw.get("metric", {"name": "val_accuracy"}))
+    found = _Parameters(raw.get("parameters"))
+    found.add_wandb(raw)
+    params = found.params()
     if method == "grid" and any(p.distribution not in ("constant", "categorical") for p in params):
         raise SweepError("method grid needs every parameter as values or value (no min/max ranges)")
     run_cap = raw.get("run_cap")
     fixed = {p.name: p.values[0] for p in params if p.distribution == "constant"}
     hyperband = _hyperband(raw.get("early_terminate"))
-    spec = SweepSpec(method, metric, goal, params, hyperband, int(run_cap) if run_cap else None, name, fixed)
+    notes = (metric.note,) if metric.note else ()
+    spec = SweepSpec(
+        method,
+        metric.name,
+        metric.goal,
+        params,
+        hyperband,
+        int(run_cap) if run_cap else None,
+        name,
+        fixed,
+        metric.best,
+        (*notes, *found.notes, *_notes(params, base or TrainConfig())),
+        found.wandb,
+    )
     validate(spec, base or TrainConfig())
     return spec
 
 
-def _metric(raw: Any) -> tuple[str, str]:
-    """(metric, goal) of the sweep's ``metric`` entry (a mapping with name and goal, or a bare name)."""
-    metric = str(raw.get("name", "val_accuracy")) if isinstance(raw, dict) else str(raw)
-    if metric not in METRICS:
-        raise SweepError(f"metric.name {metric!r} is not one of {', '.join(METRICS)}")
-    goal = str(raw.get("goal", METRICS[metric])).lower() if isinstance(raw, dict) else METRICS[metric]
-    if goal not in ("maximize", "minimize"):
-        raise SweepError(f"metric.goal {goal!r} is not maximize or minimize")
-    return metric, goal
+def _metric(raw: Any) -> names.Metric:
+    """The sweep's ``metric`` entry (a mapping with name and goal, or a bare name), as ``names.metric`` reads it."""
+    metric = raw.get("name", "val_accuracy") if isinstance(raw, dict) else raw
+    try:
+        return names.metric(metric, raw.get("goal") if isinstance(raw, dict) else None)
+    except ValueError as err:
+        raise SweepError(f"metric: {err}") from None
 
 
-def _params(parameters: Any) -> tuple[Param, ...]:
-    """The parameters, each named once (two spellings of one option are refused)."""
-    if not isinstance(parameters, dict) or not parameters:
-        raise SweepError("parameters must map option names to {values|value|min/max}")
-    params = tuple(_param(key, body) for key, body in parameters.items())
-    seen: dict[str, str] = {}
-    for key, p in zip(parameters, params, strict=True):
-        if p.name in seen:
-            raise SweepError(f"parameters.{key} and parameters.{seen[p.name]} are both {names.flag(p.name)}")
-        seen[p.name] = key
-    return params
+class _Parameters:
+    """The ``parameters`` of a sweep file read into ``Param`` s: names through ``fmnist.names`` (architecture
+    constants checked and dropped, an ambiguous name decided by the others), each option named once, and the W&B
+    settings the file asks for; ``notes`` say what was assumed."""
+
+    def __init__(self, parameters: Any):
+        if not isinstance(parameters, dict) or not parameters:
+            raise SweepError("parameters must map option names to {values|value|min/max}")
+        self.notes: list[str] = []
+        self.wandb: str | None = None
+        self.found: dict[str, Param] = {}  # the file's key -> its parameter
+        ambiguous = {}
+        for key, body in parameters.items():
+            if (constant := names.constant(key)) is not None:
+                _check_constant(key, constant, body)
+            elif (field := _field(key)) is None:
+                ambiguous[key] = body
+            else:
+                self.found[key] = _param(key, field, body)
+        given = {p.name: p.drawable() for p in self.found.values()}
+        for key, body in ambiguous.items():
+            try:
+                field, note = names.decide(key, given)
+            except names.AmbiguousNameError as err:
+                raise SweepError(f"parameters.{key}: {err}") from None
+            self.found[key] = _param(key, field, body)
+            self.notes.append(note)
+
+    def add_wandb(self, raw: dict[str, Any]) -> None:
+        """W&B as the file asks for it: W&B parameters, a top-level ``project``/``entity`` (where W&B keeps the
+        sweep), or the options of a ``command:`` block (``--wandb_project P``, ``--use_wandb``)."""
+        for key, p in self.found.items():
+            if p.name in WANDB_FIELDS and self.wandb is None and p.values and p.values[0] is not False:
+                self.wandb = f"parameters.{key}"
+        for top, field_name in (("project", "wandb_project"), ("entity", "wandb_entity")):
+            if raw.get(top) is not None:
+                self._fixed(top, field_name, raw[top])
+        for option, field_name, value in _command_options(raw.get("command")):
+            self._fixed(f"command: {option}", field_name, value)
+        if any(p.name == "wandb" and p.values == (False,) for p in self.found.values()):
+            self.wandb = None  # wandb: {value: false} beside a project: the file says no
+
+    def _fixed(self, where: str, field_name: str, value: Any) -> None:
+        """A value the file sets outside its parameters (``project:``, a command's option)."""
+        if any(p.name == field_name for p in self.found.values()):
+            same = [p for p in self.found.values() if p.name == field_name and p.values == (value,)]
+            if not same:
+                raise SweepError(f"{where} and parameters both set {names.flag(field_name)}, to different values")
+            return
+        self.found[where] = Param(field_name, "constant", (_value(field_name, where, value),))
+        if field_name in WANDB_FIELDS and self.wandb is None and value is not False:
+            self.wandb = where
+
+    def params(self) -> tuple[Param, ...]:
+        """The parameters, each option named once (two spellings of one option are refused)."""
+        seen: dict[str, str] = {}
+        for key, p in self.found.items():
+            if p.name in seen:
+                raise SweepError(f"parameters.{key} and parameters.{seen[p.name]} are both {names.flag(p.name)}")
+            seen[p.name] = key
+        return tuple(self.found.values())
+
+
+def _field(key: str) -> str | None:
+    """The field of a parameter name, or None for a name with two meanings (decided by the file's others)."""
+    try:
+        return names.parameter(key)
+    except names.AmbiguousNameError:
+        return None
+    except names.UnknownNameError as err:
+        raise SweepError(str(err)) from None
+
+
+def _check_constant(key: str, constant: str, body: Any) -> None:
+    values = [body.get("value")] if isinstance(body, dict) and "value" in body else None
+    values = body.get("values") if isinstance(body, dict) and values is None else values
+    if not isinstance(values, list) or not values:
+        raise SweepError(f"parameters.{key} needs value or values")
+    for value in values:
+        try:
+            names.check_constant(constant, value)
+        except ValueError as err:
+            raise SweepError(f"parameters.{key}: {err}") from None
+
+
+def _command_options(command: Any) -> list[tuple[str, str, Any]]:
+    """(option as written, field, value) of each option in a W&B ``command:`` block (``--use_wandb``,
+    ``--wandb_project P``, ``--entity=E``); the interpreter, the program and ``${...}`` macros are skipped.
+
+    Raises:
+        SweepError: an option ``fmnist train`` does not have, or one without its value.
+    """
+    if not isinstance(command, list):
+        return []
+    tokens = [str(t) for t in command if not str(t).startswith("${")]
+    out, i = [], 0
+    while i < len(tokens):
+        option, _, value = tokens[i].partition("=")
+        i += 1
+        if not option.startswith("-"):
+            continue  # the interpreter, the program, or a value
+        switch = names.switch(option)
+        if switch is not None and not value:
+            out.append((option, switch[0], switch[1]))
+            continue
+        try:
+            field_name = names.parameter(option)
+        except (names.UnknownNameError, names.AmbiguousNameError):
+            raise SweepError(f"command: fmnist train has no option {option}") from None
+        if not value:
+            if i >= len(tokens):
+                raise SweepError(f"command: {option} needs a value")
+            value, i = tokens[i], i + 1
+        out.append((option, field_name, value))
+    return out
+
+
+def _notes(params: tuple[Param, ...], base: TrainConfig) -> list[str]:
+    """What a user should know before the trials start: parameters that change nothing (a sweep's ``momentum``
+    without momentum or nag), ``beta`` where course code also means momentum, layer counts next to width lists.
+
+    Raises:
+        SweepError: batch norm asked for on an MLP (fmnist's MLP has none).
+    """
+    drawable = {p.name: p.drawable() for p in params}
+    notes = []
+    optimizers = set(drawable.get("optimizer", (base.optimizer,)))
+    if (
+        "beta" in drawable
+        and "momentum" not in drawable
+        and optimizers & {"momentum", "nag"}
+        and "rmsprop" in optimizers
+    ):
+        notes.append(
+            f"beta is RMSprop's decay (DA6401's -beta); momentum and nag trials use momentum {base.momentum:g} "
+            "(name momentum in the file to sweep it)"
+        )
+    models = set(drawable.get("model", (base.model,)))
+    if "cnn" not in models and True in drawable.get("batch_norm", ()) and "batch_norm" in drawable:
+        raise SweepError("parameters.batch_norm = True: fmnist's MLP has no batch norm (it is a model: cnn option)")
+    examples = _examples(drawable, base)
+    for p in params:
+        shaped = p.name in ("num_layers", "hidden_size")  # a fixed layer count beside lists of widths misleads too
+        if (p.distribution != "constant" or shaped) and not any(takes_effect(p.name, e) for e in examples):
+            notes.append(f"{p.name} changes nothing in this sweep: {_needs(p.name)}")
+    return notes
+
+
+def _examples(drawable: dict[str, tuple[Any, ...]], base: TrainConfig) -> list[SimpleNamespace]:
+    """Every combination of the values that decide whether an option takes effect (``takes_effect`` reads them)."""
+    deciders = ("optimizer", "lr_schedule", "model", "hidden_sizes", "weight_decay")
+    choices = [drawable.get(name, (getattr(base, name),)) for name in deciders]
+    return [SimpleNamespace(**dict(zip(deciders, combo, strict=True))) for combo in itertools.product(*choices)]
+
+
+def takes_effect(name: str, config: Any) -> bool:
+    """Whether option ``name`` changes anything in a run of ``config``: an optimizer's own hyperparameters only
+    with that optimizer, the step schedule's with it, CNN options with a CNN, ``num_layers``/``hidden_size`` only
+    without ``hidden_sizes``..."""
+    rule = OPTIMIZER_FIELDS.get(name)
+    if rule is not None and name not in ("learning_rate", "weight_decay"):
+        return rule in OPTIMIZERS[config.optimizer].defaults
+    if name in ("lr_gamma", "lr_step_epochs"):
+        return config.lr_schedule == "step"
+    if name == "warmup_epochs":
+        return config.lr_schedule != "onecycle"
+    if name in CNN_ONLY:
+        return config.model == "cnn"
+    if name in ("num_layers", "hidden_size"):
+        return config.hidden_sizes is None
+    if name == "decoupled_weight_decay":
+        return config.weight_decay > 0
+    return True
+
+
+def _needs(name: str) -> str:
+    """Why option ``name`` takes no effect in a sweep, for a note."""
+    rule = OPTIMIZER_FIELDS.get(name)
+    if rule is not None:
+        users = [o for o, cls in OPTIMIZERS.items() if rule in cls.defaults]
+        return f"only optimizer {' and '.join(users)} use{'s' if len(users) == 1 else ''} it"
+    why = {"lr_gamma": "it is the step schedule's (lr_schedule: step)", "warmup_epochs": "onecycle has its own warm-up"}
+    why.update(lr_step_epochs=why["lr_gamma"], decoupled_weight_decay="weight_decay is 0")
+    why.update(dict.fromkeys(CNN_ONLY, "it is a CNN option (model: cnn)"))
+    why.update(dict.fromkeys(("num_layers", "hidden_size"), "the lists of widths give every layer"))
+    return why.get(name, "no trial uses it")
 
 
 def _hyperband(early: Any) -> dict[str, int] | None:

@@ -27,7 +27,16 @@ from fmnist.backend.threads import per_worker, thread_budget
 from fmnist.sweep import SWEEP_FILES, sweep_link
 from fmnist.sweep.liveness import WORKER, this_worker
 from fmnist.sweep.retry import NOT_COUNTED, STOPPED, Recovered, Recovery, is_retry, prepare_run_dir, replace, slot
-from fmnist.sweep.spec import Param, SweepError, SweepSpec, config_from_mapping, decode, encode, run_name
+from fmnist.sweep.spec import (
+    Param,
+    SweepError,
+    SweepSpec,
+    config_from_mapping,
+    decode,
+    encode,
+    run_name,
+    takes_effect,
+)
 from fmnist.sweep.storage import DEFAULT_GRACE, Heartbeat, heartbeat_interval, open_storage, quiet
 from fmnist.training.callbacks import Callback
 from fmnist.training.config import TrainConfig
@@ -56,6 +65,7 @@ class SweepOptions:
     wandb: bool = False
     sweep_file: str | None = None
     grace: int = DEFAULT_GRACE  # seconds without a heartbeat before another machine's trial is retried
+    setup: Callable[[], None] | None = None  # called first in each worker process (the command line's warnings)
 
     @property
     def storage_url(self) -> str:
@@ -75,7 +85,7 @@ def open_study(spec: SweepSpec, options: SweepOptions, on_stale: Callable[[Any, 
     """
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # fmnist says what matters (failures, retries) itself
     pruner: Any = optuna.pruners.NopPruner()
     if spec.hyperband:
         epochs = int(spec.fixed.get("epochs", options.base.epochs))
@@ -108,7 +118,7 @@ def load_study(spec: SweepSpec, options: SweepOptions) -> Any:
 
     from fmnist.sweep.storage import StorageError
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     storage = open_storage(options.storage_url, read_only=True)
     name = options.study_name or spec.name
     try:
@@ -328,18 +338,17 @@ def run_trial(study: Any, trial: Any, spec: SweepSpec, options: SweepOptions, re
     outcome: tuple[str, Any, str | None] = ("failed", None, None)
     with Heartbeat(study, trial, heartbeat_interval(options.grace)):
         try:
-            config = config_from_mapping(params, options.base)
-            if options.wandb:
-                config = config_from_mapping({"wandb": True}, config)
+            config = config_from_mapping({**params, "wandb": options.wandb}, options.base)
             start = prepare_run_dir(trial, run_dir, config, options.out)
-            report(TrialEvent(trial.number, "running", run_dir=str(run_dir), params=searched, note=start.note or None))
+            shown = {k: v for k, v in searched.items() if takes_effect(k, config)}  # not momentum for adam...
+            report(TrialEvent(trial.number, "running", run_dir=str(run_dir), params=shown, note=start.note or None))
             if start.record:
                 trial.set_user_attr("continues", start.record)
             links = {"sweep": sweep_link(options.out, run_dir)}
             train_run(config, run_dir, [pruner], resume=start.resume, links=links)
             if pruner.reason is not None:
                 outcome = ("pruned", None, pruner.reason)
-            elif math.isfinite(value := _final_metric(run_dir, spec.metric)):
+            elif math.isfinite(value := _final_metric(run_dir, spec)):
                 outcome = ("complete", value, None)
             else:
                 outcome = ("failed", None, f"{spec.metric} is {value}")
@@ -405,11 +414,15 @@ class Pruner(Callback):
             trainer.stop_training, trainer.stop_reason = True, self.reason
 
 
-def _final_metric(run_dir: Path, metric: str) -> float:
+def _final_metric(run_dir: Path, spec: SweepSpec) -> float:
+    """A trial's value: its last epoch's metric, or its best epoch's for a best-epoch metric (``best_val_accuracy``)."""
     from fmnist.files import read_jsonl
     from fmnist.rundir.layout import FILES
 
-    return float(read_jsonl(run_dir / FILES["metrics"])[-1][metric])
+    values = [float(m[spec.metric]) for m in read_jsonl(run_dir / FILES["metrics"])]
+    if not spec.best or not all(math.isfinite(v) for v in values):
+        return values[-1]
+    return max(values) if spec.goal == "maximize" else min(values)
 
 
 # --- many workers ---------------------------------------------------------------------------------------------------
@@ -417,6 +430,8 @@ def _final_metric(run_dir: Path, metric: str) -> float:
 
 def _worker_main(spec: SweepSpec, options: SweepOptions, events: Any, threads: int) -> None:
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    if options.setup is not None:
+        options.setup()
     with contextlib.suppress(KeyboardInterrupt), thread_budget(threads):  # the trial is already marked interrupted
         work(spec, options, events.put if events is not None else None)
 
@@ -477,7 +492,7 @@ def write_sweep_info(spec: SweepSpec, options: SweepOptions) -> None:
         "version": 1,
         "study_name": options.study_name or spec.name,
         "storage": options.storage,
-        "metric": {"name": spec.metric, "goal": spec.goal},
+        "metric": spec.metric_record(),
         "method": spec.method,
         "sweep_file": options.sweep_file,
         "spec": spec.describe(),

@@ -264,11 +264,11 @@ def option_name(name: str) -> str:
     ``hidden_layers``...).
 
     Raises:
-        ConfigError: no such option (the message suggests the nearest).
+        ConfigError: no such option (the message suggests the nearest), or a name with two meanings.
     """
     try:
         return names.parameter(name)
-    except names.UnknownNameError as err:
+    except (names.UnknownNameError, names.AmbiguousNameError) as err:
         raise ConfigError(str(err)) from None
 
 
@@ -409,7 +409,8 @@ def _boolean(value: Any) -> bool:
 
 
 def _sizes(value: Any) -> tuple[int, ...]:
-    parts = value.split(",") if isinstance(value, str) else list(value)
+    """``[256, 128]``, ``"256,128"``, ``"[256, 128]"`` or ``"256 128"`` -> ``(256, 128)``."""
+    parts = value.strip().strip("[]()").replace(",", " ").split() if isinstance(value, str) else list(value)
     sizes = tuple(_integer(part) for part in parts if not (isinstance(part, str) and not part.strip()))
     if not sizes:
         raise ValueError

@@ -124,10 +124,6 @@ def test_device_gpu_stops_with_one_line_naming_the_fix(tmp_path):
 
 
 @pytest.mark.gpu
-@pytest.mark.xfail(
-    strict=True,
-    reason="fmnist/cli/train.py maps BackendUnavailableError to exit 1; the issue asks for 2 (a one-line change there)",
-)
 def test_device_gpu_that_cannot_run_exits_2(tmp_path):
     assert _fmnist(tmp_path, "train", "--device", "gpu", "-e", "1", "--out", str(tmp_path / "run")).returncode == 2
 

@@ -164,7 +164,7 @@ def test_each_flag_changes_the_result(tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["-o", "adamw"], "unknown optimizer 'adamw' (did you mean adam?)"),
+        (["-o", "adamw"], "unknown optimizer 'adamw': fmnist's AdamW is adam with --decoupled-weight-decay"),
         (["-o", "nesterof"], "did you mean nesterov?"),
         (["-a", "softplus"], "valid: identity, sigmoid, tanh, ReLU"),
         (["-w_i", "xavir"], "did you mean Xavier?"),
@@ -400,7 +400,9 @@ def fake_wandb(monkeypatch) -> dict:
         return Run()
 
     module.init = init
+    module.run = None  # no run open
     monkeypatch.setitem(sys.modules, "wandb", module)
+    monkeypatch.setenv("WANDB_API_KEY", "0" * 40)  # logged in: fmnist checks that before any training
     return calls
 
 
