@@ -192,10 +192,11 @@ def _not_learning(event: Any) -> str | None:
 
     from fmnist.cli.progress import not_learning
     from fmnist.files import read_jsonl
+    from fmnist.rundir.layout import FILES
 
     try:
-        history = read_jsonl(Path(event.run_dir) / "metrics.jsonl")
-        config = json.loads((Path(event.run_dir) / "config.json").read_text())
+        history = read_jsonl(Path(event.run_dir) / FILES["metrics"])
+        config = json.loads((Path(event.run_dir) / FILES["config"]).read_text())
     except (OSError, ValueError, TypeError):  # another machine's run directory, or none
         return None
     return not_learning(history, config)

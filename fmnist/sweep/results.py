@@ -176,9 +176,9 @@ def _running(trial: Any) -> dict[str, Any]:
     if trial.user_attrs.get("run_dir") and run_dir.is_dir():  # not on another machine's disk
         epochs_done = 0
         with contextlib.suppress(*UNREADABLE):  # no epoch finished yet
-            epochs_done = len((run_dir / "metrics.jsonl").read_text().splitlines())
+            epochs_done = len((run_dir / FILES["metrics"]).read_text().splitlines())
         with contextlib.suppress(*UNREADABLE):
-            epochs = json.loads((run_dir / "config.json").read_text())["epochs"]
+            epochs = json.loads((run_dir / FILES["config"]).read_text())["epochs"]
     return {
         "trial": trial.number,
         "worker": liveness.describe(worker),
