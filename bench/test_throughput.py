@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from fmnist.backend import BackendUnavailableError, get_backend
-from fmnist.benchmark import BenchCase, fmnist_throughput, synthetic_data
+from fmnist.benchmark import BenchCase, bench_data, fmnist_throughput
 from fmnist.data import DeviceData
 from fmnist.network import MLP, get_loss, get_optimizer
 
@@ -26,8 +26,8 @@ def backend(request):
 
 
 def _setup(backend, batch: int):
-    images, labels = synthetic_data(batch)
-    data = DeviceData(backend, images, labels)
+    sample = bench_data(batch)  # the real images where they are here, else learnable synthetic ones
+    data = DeviceData(backend, sample.images, sample.labels).normalized(sample.mean, sample.std)
     x = data.features(data.order())
     x = backend.copy(x)
     y = data.labels
@@ -67,5 +67,8 @@ def test_train_step(benchmark, backend, batch):
 def test_epoch(benchmark, backend, batch):
     benchmark.group = f"epoch {backend.name}"
     case = BenchCase.mlp(SIZES, batch_size=batch, samples=60000)
-    samples_per_second = benchmark.pedantic(fmnist_throughput, args=(case, backend), kwargs={"epochs": 1}, rounds=1)
-    benchmark.extra_info["samples_per_second"] = samples_per_second
+    data = bench_data(case.samples)
+    kwargs = {"epochs": 1, "profile": False}
+    measured = benchmark.pedantic(fmnist_throughput, args=(case, data, backend), kwargs=kwargs, rounds=1)
+    benchmark.extra_info["samples_per_second"] = measured["samples_per_second"]
+    benchmark.extra_info["data"] = data.source

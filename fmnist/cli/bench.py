@@ -1,12 +1,15 @@
-"""``fmnist bench``: fmnist against PyTorch eager (and typical NumPy code) on the same network, per batch size."""
+"""``fmnist bench``: fmnist against PyTorch eager (and typical NumPy code) on the same network, recipe and images,
+per batch size, with where fmnist's step time goes."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from fmnist.cli.bench_tables import legend, speed_table, split_table, wrap
 from fmnist.cli.common import console, fail
 
 
@@ -16,99 +19,140 @@ def register(app: typer.Typer) -> None:
 
 def bench(
     device: Annotated[str, typer.Option("--device", help="cpu, gpu, or all (every available device).")] = "all",
-    model: Annotated[str, typer.Option("--model", help="mlp or cnn (conv blocks, then the --sizes head).")] = "mlp",
+    model: Annotated[str | None, typer.Option("--model", help="mlp or cnn (default: the preset's, else mlp).")] = None,
+    preset: Annotated[
+        str | None, typer.Option("--preset", help="A preset's network and recipe (best, cnn-best); options win.")
+    ] = None,
     batch_sizes: Annotated[
         str | None,
-        typer.Option("--batch-sizes", help="Comma-separated batch sizes (default 64,256,1024,4096; cnn: 128)."),
+        typer.Option("--batch-sizes", help="Comma-separated batch sizes (MLP 64,256,1024,4096; cnn or preset: 128)."),
     ] = None,
     sizes: Annotated[
         str | None,
-        typer.Option("--sizes", help="Layer widths, input first (MLP default 784,5x128,10; cnn head: 784,128,10)."),
+        typer.Option("--sizes", help="Dense widths, 784 first, 10 last (MLP 784,5x128,10; cnn head 784,128,10)."),
     ] = None,
     conv_channels: Annotated[
-        str, typer.Option("--conv-channels", help="cnn: channels of each conv block (3x3, BN, ReLU, 2x2 pool).")
-    ] = "32,64",
+        str | None, typer.Option("--conv-channels", help="cnn: channels of each conv block (default 32,64).")
+    ] = None,
+    convs_per_block: Annotated[
+        str | None, typer.Option("--convs-per-block", help="cnn: convolutions per block, one count or one per block.")
+    ] = None,
     samples: Annotated[
         int | None, typer.Option("--samples", help="Training samples per epoch (default 60000; cnn: 12800).")
     ] = None,
     epochs: Annotated[int, typer.Option("--epochs", help="Timed epochs per measurement (median).")] = 2,
     peers: Annotated[bool, typer.Option("--peers/--no-peers", help="Also time PyTorch eager when installed.")] = True,
     student: Annotated[bool, typer.Option("--student", help="Also time typical float64 NumPy course code.")] = False,
-    threads: Annotated[int | None, typer.Option("--threads", help="BLAS threads (default: all cores).")] = None,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Write the results as JSON.")] = None,
+    threads: Annotated[
+        int | None, typer.Option("--threads", help="Threads of every side (default: all cores).")
+    ] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write every figure as JSON.")] = None,
     plot: Annotated[Path | None, typer.Option("--plot", help="Write throughput vs batch size as PNG.")] = None,
 ) -> None:
-    """Training throughput (samples/s) of one epoch, with ratios to the best peer and % of the sgemm roofline."""
-    base, batches = _case(model, batch_sizes, sizes, conv_channels, samples)
+    """Training throughput (samples/s) of fmnist and PyTorch eager on the same images, network and recipe, with
+    ratios to the best peer, % of the sgemm roofline, and where fmnist's step time goes."""
+    base, batches = _case(model, preset, batch_sizes, sizes, conv_channels, convs_per_block, samples)
     if epochs <= 0:
         fail("--epochs must be > 0", 2)
+    if threads is not None and threads <= 0:
+        fail("--threads must be > 0", 2)
     if device not in ("cpu", "gpu", "all"):
         fail(f"--device must be cpu, gpu or all, got {device!r}", 2)
     if plot is not None and plot.suffix.lower() != ".png":
         fail("--plot must name a .png file", 2)
 
-    from fmnist.backend.threads import blas_info, thread_budget
-    from fmnist.benchmark import run_bench
+    from fmnist.backend.threads import cores, thread_budget
+    from fmnist.benchmark import bench_data, run_bench
 
     devices = _devices(device, peers)
-    network = base.label.rsplit(" ", 2)[0]
-    console.print(f"{network} · Adam · {base.samples} samples/epoch · median of {epochs} epochs after a warm-up")
-    for pool in blas_info():
-        console.print(f"NumPy BLAS: {pool['internal_api']} {pool['version']}, kernel {pool['architecture']}")
+    data = bench_data(base.samples, base.config.standardize)
+    _header(base, preset, data, devices, threads or cores(), epochs)
 
     def show(r: Any) -> None:
-        console.print(
-            f"  {r.device:>3} b{r.batch_size:<5} {r.implementation:<16} {r.samples_per_second:>12,.0f} samples/s"
-        )
+        speed = "not run" if math.isnan(r.samples_per_second) else f"{r.samples_per_second:>10,.0f} samples/s"
+        console.print(f"  {r.device} b{r.batch_size:<5} {r.implementation:<16} {speed}", highlight=False)
 
     with thread_budget(threads):  # the measuring processes read it when their libraries load
-        results, gflops = run_bench(devices, batches, base, epochs, peers, student, show)
-    console.print(_table(results))
-    console.print("measured sgemm: " + ", ".join(f"{d} {g:,.0f} GFLOP/s" for d, g in gflops.items()))
-    _write(json_out, plot, base, devices, results, gflops, epochs, threads)
+        run = run_bench(devices, batches, base, epochs, peers, student, show, threads=threads, data=data)
+    for d in devices:
+        rows = [r for r in run.results if r.device == d]
+        console.print()
+        console.print(speed_table(d, rows, run.gflops[d]))
+        console.print()
+        console.print(split_table(d, rows))
+        console.print()
+        for line in legend(rows):
+            console.print(line, highlight=False, style="dim")
+    _write(json_out, plot, run)
 
 
-def _case(model: str, batch_sizes: str | None, sizes: str | None, conv_channels: str, samples: int | None) -> Any:
+def _header(base: Any, preset: str | None, data: Any, devices: list[str], threads: int, epochs: int) -> None:
+    """What is measured, on what, how: the lines above the measurements."""
+    from fmnist.backend import get_backend
+    from fmnist.backend.threads import blas_info
+
+    named = f" (preset {preset})" if preset else ""
+    console.print(f"network: {base.network}{named}", highlight=False)
+    recipe = wrap([f"recipe: {base.recipe_parts()[0]}", *base.recipe_parts()[1:]], width=78, separator=", ")
+    console.print("\n  ".join(recipe), highlight=False)
+    console.print(f"data: {data.note}", style=None if data.real else "yellow", highlight=False)
+    for d in devices:
+        where = f"{d}: fmnist {get_backend(d).ops.name}"
+        if d == "cpu":
+            kernels = ", ".join(f"{p['internal_api']} {p['version']} kernel {p['architecture']}" for p in blas_info())
+            where += f" · {kernels or 'BLAS unknown'} · {threads} threads"
+        console.print(where, highlight=False)
+    plural = "s" if epochs > 1 else ""
+    console.print(f"median of {epochs} timed epoch{plural} after a warm-up, each run in a fresh process")
+
+
+def _case(
+    model: str | None,
+    preset: str | None,
+    batch_sizes: str | None,
+    sizes: str | None,
+    conv_channels: str | None,
+    convs_per_block: str | None,
+    samples: int | None,
+) -> tuple[Any, list[int]]:
     """The base case and batch sizes the options describe, or a one-line failure (exit 2)."""
     from fmnist import names
-    from fmnist.benchmark import PLAIN, BenchCase
-    from fmnist.training.config import ConfigError, TrainConfig
+    from fmnist.benchmark import bench_case
+    from fmnist.benchmark.case import CNN_BATCHES, MLP_BATCHES
+    from fmnist.training.config import ConfigError
 
     try:
-        cnn = names.canonical("model", model) == "cnn"
+        model = names.canonical("model", model) if model is not None else None
     except names.UnknownNameError as err:
         fail(f"--model: {err}", 2)
-    batches, widths, channels = _integers(
-        batch_sizes or ("128" if cnn else "64,256,1024,4096"),
-        sizes or ("784,128,10" if cnn else "784,128,128,128,128,128,10"),
-        conv_channels,
-    )
-    if cnn and (widths[0] != 784 or not 1 <= len(channels) <= 4):
-        fail("--model cnn takes 28x28 images (--sizes starting with 784) and 1 to 4 conv blocks", 2)
-    samples = samples if samples is not None else (12800 if cnn else 60000)
-    if samples <= 0:
-        fail("--samples must be > 0", 2)
-    if not cnn:
-        return BenchCase.mlp(widths, batches[0], samples=samples), batches
+    lists = {
+        "--batch-sizes": batch_sizes,
+        "--sizes": sizes,
+        "--conv-channels": conv_channels,
+        "--convs-per-block": convs_per_block,
+    }
+    batches, widths, channels, counts = (_integers(flag, text) for flag, text in lists.items())
     try:
-        head = {"hidden_sizes": widths[1:-1] or None, "num_layers": len(widths) - 2}
-        config = TrainConfig(model="cnn", conv_channels=channels, batch_size=batches[0], **head, **PLAIN)
+        base = bench_case(model, preset, widths, channels, counts, batches[0] if batches else None, samples)
     except ConfigError as err:
         fail(str(err), 2)
-    return BenchCase(config, samples, widths[0], widths[-1]), batches
+    if batches is None:
+        batches = [base.batch_size] if preset else list(CNN_BATCHES if base.config.model == "cnn" else MLP_BATCHES)
+        base = base.at_batch(batches[0])
+    return base, batches
 
 
-def _integers(batch_sizes: str, sizes: str, conv_channels: str) -> tuple[list[int], tuple[int, ...], tuple[int, ...]]:
-    """The comma-separated integers of --batch-sizes, --sizes and --conv-channels, or a failure (exit 2)."""
+def _integers(flag: str, text: str | None) -> tuple[int, ...] | None:
+    """The comma-separated positive integers of an option (``None`` when not given), or a failure (exit 2)."""
+    if text is None:
+        return None
     try:
-        batches = [int(b) for b in batch_sizes.split(",")]
-        widths = tuple(int(s) for s in sizes.split(","))
-        channels = tuple(int(c) for c in conv_channels.split(","))
+        values = tuple(int(part) for part in text.split(","))
     except ValueError:
-        fail("--batch-sizes, --sizes and --conv-channels take comma-separated integers", 2)
-    if any(b <= 0 for b in batches) or len(widths) < 2 or any(s <= 0 for s in (*widths, *channels)):
-        fail("--batch-sizes, --sizes and --conv-channels must be positive (and --sizes at least two widths)", 2)
-    return batches, widths, channels
+        fail(f"{flag} takes comma-separated integers such as 64,256, got {text!r}", 2)
+    if any(v <= 0 for v in values):
+        fail(f"{flag} must be positive, got {text!r}", 2)
+    return values
 
 
 def _devices(device: str, peers: bool) -> list[str]:
@@ -128,32 +172,16 @@ def _devices(device: str, peers: bool) -> list[str]:
     return devices
 
 
-def _table(results: list[Any]) -> Any:
-    from rich.table import Table
-
-    table = Table(title="training throughput (samples/s)")
-    for column in ("device", "batch", "implementation", "samples/s", "x best peer", "% sgemm roofline"):
-        table.add_column(column, justify="left" if column in ("device", "implementation") else "right")
-    for r in results:
-        ratio = "" if r.ratio_to_best_peer != r.ratio_to_best_peer else f"{r.ratio_to_best_peer:.2f}x"
-        name = f"[bold]{r.implementation}[/]" if r.implementation == "fmnist" else r.implementation
-        row = (r.device, str(r.batch_size), name, f"{r.samples_per_second:,.0f}", ratio)
-        table.add_row(*row, f"{100 * r.roofline_fraction:.1f}%")
-    return table
-
-
-def _write(json_out: Path | None, plot: Path | None, base: Any, devices: list[str], results: list[Any],
-           gflops: dict[str, float], epochs: int, threads: int | None) -> None:  # fmt: skip
+def _write(json_out: Path | None, plot: Path | None, run: Any) -> None:
     """``--json`` and ``--plot``."""
     if json_out is not None:
-        from fmnist.benchmark import bench_record
         from fmnist.files import write_json
 
-        write_json(json_out, bench_record(base, devices, results, gflops, epochs, threads))
+        write_json(json_out, run.record())
         console.print(f"wrote {json_out}")
     if plot is not None:
         from fmnist.render.charts import save_png, throughput_figure
 
-        network = base.label.rsplit(" ", 2)[0]
-        save_png(throughput_figure([r.to_dict() for r in results], title=f"{network}, Adam"), plot)
+        measured = [r.to_dict() for r in run.results if not math.isnan(r.samples_per_second)]
+        save_png(throughput_figure(measured, title=f"{run.base.network} · {run.data.source}"), plot)
         console.print(f"wrote {plot}")
