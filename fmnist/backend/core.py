@@ -123,17 +123,20 @@ class Backend:
         return self.xp.asarray(x, copy=True) if self._standard_names else x.copy()
 
     def threads_for(self, flops_per_step: float) -> Any:
-        """A context manager that sets the BLAS threads for a training loop of this size (CPU only).
+        """A context manager that shares the thread budget for a training loop of this size (CPU only; see
+        ``fmnist.backend.threads``).
 
         Steps with little GEMM work (below ~0.15 GFLOP, e.g. batch 64 on 128-wide layers) run faster and far
         steadier on one BLAS thread: on two shared cores a second thread costs more in hand-offs than it brings
-        (measured 60-67k samples/s on one thread against 27-75k on two). Large steps keep every core.
+        (measured 60-67k samples/s on one thread against 27-75k on two). Larger steps keep every core for BLAS
+        until a kernel that splits its own work over the cores asks for them (a CNN's convolutions): from then
+        on BLAS runs on one thread and the compiled loops hold the budget.
         """
-        if self.name != "cpu" or flops_per_step >= 1.5e8:
+        if self.name != "cpu":
             return contextlib.nullcontext()
-        from threadpoolctl import threadpool_limits
+        from fmnist.backend.threads import training_threads
 
-        return threadpool_limits(limits=1, user_api="blas")
+        return training_threads(small=flops_per_step < 1.5e8)
 
     def to_numpy(self, x: Any) -> np.ndarray:
         """Copy a device array back to a host NumPy array (a host round-trip: never inside a training step)."""

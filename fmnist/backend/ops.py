@@ -31,6 +31,7 @@ Key = Any
 # murmur3's 32-bit finaliser constants, and the golden-ratio increment of the element counter
 _MIX1, _MIX2, _GOLDEN = 0x85EBCA6B, 0xC2B2AE35, 0x9E3779B9
 _TWO_TO_MINUS_24 = 2.0**-24
+_TINY = 2.0**-126  # the smallest normal float32
 
 
 def splitmix64(z: int) -> int:
@@ -138,6 +139,27 @@ class Ops:
         if bias_grad is not None:
             bias_grad[...] = xp.sum(dz, axis=0)
         return xp.matmul(dz, weight.T) if need_dx else None
+
+    def linear_relu(self, x: Any, weight: Any, bias: Any, key: Key = None) -> Any:
+        """relu(x W + b): a linear layer and the ReLU after it in one call (a fast class adds the bias in the
+        ReLU's pass)."""
+        return self.relu(self.linear(x, weight, bias, key), key)
+
+    def linear_relu_backward(
+        self,
+        x: Any,
+        weight: Any,
+        a: Any,
+        da: Any,
+        weight_grad: Any,
+        bias_grad: Any,
+        need_dx: bool = True,
+        key: Key = None,
+    ) -> Any:
+        """The backward of ``linear_relu`` (``a`` its output): dz = ``relu_backward(a, da)``, then
+        ``linear_backward`` with dz (a fast class sums the bias gradient in the ReLU's pass)."""
+        dz = self.relu_backward(a, da, None if key is None else (key, "relu"))
+        return self.linear_backward(x, weight, dz, weight_grad, bias_grad, need_dx, key)
 
     # --- activations: forward on z, backward from the output a ------------------------------------------------
 
@@ -404,6 +426,32 @@ class Ops:
         dz = self.max_pool2d_backward(dpooled, argmax, shape, kernel, stride, key)
         return self.batch_norm_backward(dz, normalized, gamma, gamma_grad, beta_grad, training, key)
 
+    def batch_norm_relu(
+        self,
+        x: Any,
+        gamma: Any,
+        beta: Any,
+        running_mean: Any,
+        running_var: Any,
+        momentum: float,
+        eps: float,
+        training: bool,
+        key: Key = None,
+    ) -> tuple[Any, Any]:
+        """relu(batch_norm(x)) in one call; returns (y, saved). The same formulas as their own methods (a fast class
+        applies the ReLU in the normalisation's pass)."""
+        z, normalized = self.batch_norm(x, gamma, beta, running_mean, running_var, momentum, eps, training, key)
+        y = self.relu(z, key)
+        return y, (normalized, y)
+
+    def batch_norm_relu_backward(
+        self, dy: Any, saved: Any, gamma: Any, gamma_grad: Any, beta_grad: Any, training: bool, key: Key = None
+    ) -> Any:
+        """The backward of ``batch_norm_relu``: through the ReLU, then the batch norm."""
+        normalized, y = saved
+        dz = self.relu_backward(y, dy, key)
+        return self.batch_norm_backward(dz, normalized, gamma, gamma_grad, beta_grad, training, key)
+
     # --- losses on logits ---------------------------------------------------------------------------------------
 
     def one_hot(self, y: Any, num_classes: int, dtype: Any) -> Any:
@@ -457,6 +505,13 @@ class Ops:
     # Each rule takes its hyperparameters as one record (``SgdStep``, ``MomentumStep``, ``RmspropStep``,
     # ``AdamStep``: see below). Weight decay comes in two forms: L2 adds λθ to the gradient (g = ∇L + λθ);
     # decoupled (AdamW-style) shrinks the parameters first, θ ← θ(1 - lr·λ), and leaves the gradient alone.
+    # Every rule ends with the parameters flushed to zero below the smallest normal float (``_flushed``).
+
+    def _flushed(self, data: Any) -> None:
+        """Parameters below the smallest normal float32 (1.18e-38) in magnitude set to exactly 0 (in place): a
+        network that learns nothing drifts its weights into subnormal floats, on which CPUs without flush-to-zero
+        run about 10x slower. NaN stays NaN."""
+        data *= self.backend.astype(self.xp.abs(data) >= _TINY, data.dtype)  # NaN · 0 is NaN
 
     def _decayed(self, data: Any, grad: Any, hp: SgdStep) -> Any:
         if not hp.weight_decay:
@@ -470,6 +525,7 @@ class Ops:
         """θ ← θ - lr·g."""
         g = self._decayed(data, grad, hp)
         data -= hp.lr * g
+        self._flushed(data)
 
     def momentum_update(self, data: Any, grad: Any, buf: Any, hp: MomentumStep) -> None:
         """b ← μb + g;  θ ← θ - lr·b, or with ``nesterov`` the look-ahead step θ ← θ - lr·(g + μb)."""
@@ -477,6 +533,7 @@ class Ops:
         buf *= hp.momentum
         buf += g
         data -= hp.lr * (g + hp.momentum * buf if hp.nesterov else buf)
+        self._flushed(data)
 
     def rmsprop_update(self, data: Any, grad: Any, square_avg: Any, hp: RmspropStep) -> None:
         """v ← βv + (1-β)g²;  θ ← θ - lr·g / (√v + ε)."""
@@ -484,6 +541,7 @@ class Ops:
         square_avg *= hp.beta
         square_avg += (1.0 - hp.beta) * (g * g)
         data -= hp.lr * g / (self.xp.sqrt(square_avg) + hp.eps)
+        self._flushed(data)
 
     def adam_update(self, data: Any, grad: Any, m: Any, v: Any, hp: AdamStep) -> None:
         """m ← β₁m + (1-β₁)g;  v ← β₂v + (1-β₂)g²;  θ ← θ - lr·m̂ / (√v̂ + ε), with m̂ = m/(1-β₁ᵗ), v̂ = v/(1-β₂ᵗ).
@@ -500,6 +558,7 @@ class Ops:
         if hp.nesterov:
             m_hat = hp.beta1 * m_hat + ((1.0 - hp.beta1) / bc1) * g
         data -= hp.lr * m_hat / (self.xp.sqrt(v / bc2) + hp.eps)
+        self._flushed(data)
 
     def clip_grad_norm(self, grads: list[Any], max_norm: float) -> None:
         """Scale the gradients in place by min(1, c / ‖g‖), ‖g‖ the L2 norm of all of them together. The scale

@@ -119,27 +119,36 @@ class Sequential:
 
     def _fuse(self) -> list[Any]:
         """The layers as the passes run them: a batch norm of images followed by a 2x2 max pool and a ReLU (in
-        either order: they commute) runs as one ``Ops.batch_norm_pool_relu`` call, which a fast class fuses."""
+        either order: they commute) runs as one ``Ops.batch_norm_pool_relu`` call, a batch norm followed by a ReLU
+        as one ``Ops.batch_norm_relu`` call, and a linear layer followed by a ReLU as one ``Ops.linear_relu`` call;
+        a fast class fuses them."""
         plan: list[Any] = []
         i = 0
         while i < len(self.layers):
-            group = self.layers[i : i + 3]
-            shape = self.shapes[i]
-            if (
-                len(group) == 3
-                and isinstance(group[0], BatchNorm)
-                and {type(group[1]), type(group[2])} == {MaxPool2d, ReLU}
-                and shape is not None
-                and len(shape) == 3
-            ):
-                pool = group[1] if isinstance(group[1], MaxPool2d) else group[2]
-                if (pool.kernel_size, pool.stride) == (2, 2):
-                    plan.append(_BatchNormPoolReLU(group[0], pool, group))
-                    i += 3
-                    continue
-            plan.append(self.layers[i])
-            i += 1
+            step = self._fused_at(i)
+            plan.append(step if step is not None else self.layers[i])
+            i += len(step.layers) if step is not None else 1
         return plan
+
+    def _fused_at(self, i: int) -> Any:
+        """The fused step that starts at layer ``i``, or None."""
+        group = self.layers[i : i + 3]
+        shape = self.shapes[i]
+        if isinstance(group[0], Linear) and len(group) > 1 and isinstance(group[1], ReLU):
+            return _LinearReLU(group[0], group[1])
+        if (
+            len(group) == 3
+            and isinstance(group[0], BatchNorm)
+            and {type(group[1]), type(group[2])} == {MaxPool2d, ReLU}
+            and shape is not None
+            and len(shape) == 3
+        ):
+            pool = group[1] if isinstance(group[1], MaxPool2d) else group[2]
+            if (pool.kernel_size, pool.stride) == (2, 2):
+                return _BatchNormPoolReLU(group[0], pool, group)
+        if isinstance(group[0], BatchNorm) and len(group) > 1 and isinstance(group[1], ReLU):
+            return _BatchNormReLU(group[0], group[1])
+        return None
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any], backend: Backend | str = "cpu") -> Sequential:
@@ -290,5 +299,50 @@ class _BatchNormPoolReLU:
         )  # fmt: skip
 
 
+class _BatchNormReLU:
+    """A batch norm and the ReLU after it run as one ``Ops`` call (``batch_norm_relu``)."""
+
+    def __init__(self, norm: BatchNorm, relu: ReLU):
+        self.norm, self.layers = norm, [norm, relu]
+
+    def forward(self, x: Any) -> Any:
+        bn = self.norm
+        g, b = bn.params["weight"].data, bn.params["bias"].data
+        rm, rv = bn.buffers["running_mean"], bn.buffers["running_var"]
+        self._trained = bn.training
+        y, self._saved = bn.ops.batch_norm_relu(x, g, b, rm, rv, bn.momentum, bn.eps, bn.training, key=bn.key)
+        return y
+
+    def backward(self, dy: Any) -> Any:
+        bn = self.norm
+        g, b = bn.params["weight"], bn.params["bias"]
+        return bn.ops.batch_norm_relu_backward(
+            dy, self._saved, g.data, g.grad, b.grad, self._trained, key=bn.backward_key
+        )
+
+
+class _LinearReLU:
+    """A linear layer and the ReLU after it run as one ``Ops`` call (``linear_relu``); the layers keep their
+    parameters and keys."""
+
+    def __init__(self, linear: Linear, relu: ReLU):
+        self.linear, self.relu, self.layers = linear, relu, [linear, relu]
+
+    def forward(self, x: Any) -> Any:
+        layer = self.linear
+        self._x = x
+        b = layer.params["bias"].data if layer.bias else None
+        self._a = layer.ops.linear_relu(x, layer.params["weight"].data, b, key=layer.key)
+        return self._a
+
+    def backward(self, da: Any) -> Any:
+        layer = self.linear
+        w = layer.params["weight"]
+        b_grad = layer.params["bias"].grad if layer.bias else None
+        return layer.ops.linear_relu_backward(
+            self._x, w.data, self._a, da, w.grad, b_grad, layer.input_grad, key=layer.backward_key
+        )
+
+
 def _members(step: Any) -> list[Layer]:
-    return step.layers if isinstance(step, _BatchNormPoolReLU) else [step]
+    return step.layers if isinstance(step, _BatchNormPoolReLU | _BatchNormReLU | _LinearReLU) else [step]

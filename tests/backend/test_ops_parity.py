@@ -1,7 +1,8 @@
 """Every fast ``Ops`` method against the readable base method, one method at a time.
 
-Implementations: ``NumpyOps`` (CPU), ``CupyOps`` on the simulated GPU (its CUDA kernels compiled for the host) and
-``CupyOps`` on a real GPU when one is here. The reference is the base ``Ops`` on NumPy float32. Random numbers,
+Implementations: ``NumpyOps`` (CPU; also with its compiled loops on 2 threads, and without NumPy's cblas_sgemm, as
+where a BLAS has none), ``CupyOps`` on the simulated GPU (its CUDA kernels compiled for the host) and ``CupyOps`` on
+a real GPU when one is here. The reference is the base ``Ops`` on NumPy float32. Random numbers,
 dropout masks and augmentation must agree bit for bit (they are counter-based); arithmetic within float32 rounding.
 """
 
@@ -16,11 +17,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from fmnist.backend import get_backend
+from fmnist.backend import blas, get_backend
 from fmnist.backend.buffered_ops import BufferedOps
 from fmnist.backend.cupy_ops import CupyOps
 from fmnist.backend.numpy_ops import NumpyOps
 from fmnist.backend.ops import AdamStep, MomentumStep, Ops, RmspropStep, SgdStep
+from fmnist.backend.threads import owned_cores
 
 
 @dataclass
@@ -53,6 +55,15 @@ def _zeros(*shape: int) -> np.ndarray:
 
 def _labels(rng: np.random.Generator, n: int, k: int = 10) -> np.ndarray:
     return rng.integers(0, k, size=n).astype(np.int64)
+
+
+def _subnormal(rng: np.random.Generator, n: int) -> list[np.ndarray]:
+    """Parameters of which every third is subnormal, with a zero gradient there (a unit that learns nothing):
+    every rule must leave those parameters at exactly 0."""
+    data, grad = _f32(rng, n), _f32(rng, n)
+    data[::3] = np.float32(3e-39) * np.sign(data[::3])
+    grad[::3] = 0.0
+    return [data, grad]
 
 
 def _img(rng: np.random.Generator, *shape: int) -> np.ndarray:
@@ -104,6 +115,11 @@ def _norm_then_backward(ops, x, gamma, beta, mean, var, dy, gamma_grad, beta_gra
     return ops.batch_norm_backward(dy, saved, gamma, gamma_grad, beta_grad, training, key="bn")
 
 
+def _norm_relu_then_backward(ops, x, gamma, beta, mean, var, dy, gamma_grad, beta_grad, training):
+    _, saved = ops.batch_norm_relu(x, gamma, beta, mean, var, 0.1, 1e-5, training, key="bnr")
+    return ops.batch_norm_relu_backward(dy, saved, gamma, gamma_grad, beta_grad, training, key="bnr")
+
+
 def _norm_pool_then_backward(ops, x, gamma, beta, mean, var, dy, gamma_grad, beta_grad, training):
     _, saved = ops.batch_norm_pool_relu(x, gamma, beta, mean, var, 0.1, 1e-5, training, key="bnp")
     return ops.batch_norm_pool_relu_backward(dy, saved, gamma, gamma_grad, beta_grad, training, key="bnp")
@@ -140,10 +156,12 @@ CASES: dict[str, list[Case]] = {
         Case(lambda r: [_f32(r, 9, 784), 2, True, 7, 1], kwargs={"key": "k"}, exact=True),
         Case(lambda r: [_f32(r, 4, 36), 1, False, 7, 2], kwargs={"side": 6, "fill": -0.8}, exact=True),
         Case(lambda r: [_f32(r, 4, 64), 0, True, 1, 3], kwargs={"side": 8}, exact=True),
+        Case(lambda r: [_f32(r, 9, 784), 2, True, 7, 1], exact=True, run=_twice("shift_flip")),  # on its own result
     ],
     "linear": [
         Case(lambda r: [_f32(r, 8, 20), _f32(r, 20, 16), _f32(r, 16)], kwargs={"key": "k"}),
         Case(lambda r: [_f32(r, 8, 20), _f32(r, 20, 16), None], kwargs={"key": "k"}),  # no bias (before batch norm)
+        Case(lambda r: [_f32(r, 256, 300), _f32(r, 300, 128), _f32(r, 128)], kwargs={"key": "k"}),  # split in parts
     ],
     "linear_backward": [
         Case(
@@ -161,6 +179,40 @@ CASES: dict[str, list[Case]] = {
             kwargs={"need_dx": True, "key": "k"},
             outputs=(3,),
         ),
+        Case(  # large enough to be split in parts (while the loops hold the cores)
+            lambda r: [_f32(r, 256, 300), _f32(r, 300, 128), _f32(r, 256, 128), _zeros(300, 128), _zeros(128)],
+            kwargs={"need_dx": True, "key": "k"},
+            outputs=(3, 4),
+        ),
+    ],
+    "linear_relu": [
+        Case(
+            lambda r, shape=shape, bias=bias: [
+                _f32(r, shape[0], shape[1]),
+                _f32(r, shape[1], shape[2]),
+                _f32(r, shape[2]) if bias else None,
+            ],
+            kwargs={"key": "k"},
+        )
+        for shape in [(8, 20, 16), (256, 300, 128)]
+        for bias in (True, False)
+    ],
+    "linear_relu_backward": [
+        Case(
+            lambda r, shape=shape, bias=bias: [
+                _f32(r, shape[0], shape[1]),
+                _f32(r, shape[1], shape[2]),
+                np.maximum(_f32(r, shape[0], shape[2]), 0),
+                _f32(r, shape[0], shape[2]),
+                _zeros(shape[1], shape[2]),
+                _zeros(shape[2]) if bias else None,
+            ],
+            kwargs={"need_dx": need_dx, "key": "k"},
+            outputs=(4, 5) if bias else (4,),
+        )
+        for shape in [(8, 20, 16), (256, 300, 128)]
+        for bias in (True, False)
+        for need_dx in (True, False)
     ],
     "sigmoid": [
         Case(lambda r: [np.concatenate([_f32(r, 60, scale=5), np.float32([-1e3, -90, 0, 90, 1e3])])]),
@@ -198,7 +250,8 @@ CASES: dict[str, list[Case]] = {
     "sgd_update": [
         Case(lambda r: [_f32(r, 300), _f32(r, 300)], kwargs={"hp": SgdStep(lr=0.1, **d)}, outputs=(0,), steps=3)
         for d in _DECAYS
-    ],
+    ]
+    + [Case(lambda r: _subnormal(r, 300), kwargs={"hp": SgdStep(lr=0.1)}, outputs=(0,), steps=2)],
     "momentum_update": [
         Case(
             lambda r: [_f32(r, 300), _f32(r, 300), np.zeros(300, np.float32)],
@@ -208,6 +261,14 @@ CASES: dict[str, list[Case]] = {
         )
         for nesterov in (False, True)
         for d in _DECAYS
+    ]
+    + [
+        Case(
+            lambda r: [*_subnormal(r, 300), np.zeros(300, np.float32)],
+            kwargs={"hp": MomentumStep(lr=0.1, weight_decay=0.01)},
+            outputs=(0, 2),
+            steps=2,
+        )
     ],
     "rmsprop_update": [
         Case(
@@ -217,6 +278,14 @@ CASES: dict[str, list[Case]] = {
             steps=3,
         )
         for d in _DECAYS
+    ]
+    + [
+        Case(
+            lambda r: [*_subnormal(r, 300), np.zeros(300, np.float32)],
+            kwargs={"hp": RmspropStep(lr=0.01)},
+            outputs=(0, 2),
+            steps=2,
+        )
     ],
     "adam_update": [
         Case(
@@ -227,6 +296,14 @@ CASES: dict[str, list[Case]] = {
         )
         for nesterov in (False, True)
         for d in _DECAYS
+    ]
+    + [
+        Case(
+            lambda r: [*_subnormal(r, 300), np.zeros(300, np.float32), np.zeros(300, np.float32)],
+            kwargs={"hp": AdamStep(lr=1e-4, weight_decay=5e-4, nesterov=True)},
+            outputs=(0, 2, 3),
+            steps=2,
+        )
     ],
     "to_layout": [
         Case(
@@ -268,58 +345,79 @@ CASES: dict[str, list[Case]] = {
             run=lambda ops, *a, **k: ops.conv2d(*a, **k)[0],  # y; what it saves for the backward is its own
         )
         for g in [
-            (3, 2, 7, 4, 3, 1, 1),
+            (3, 2, 7, 4, 3, 1, 1),  # odd size: im2col per block
             (3, 2, 7, 4, 3, 2, 0),
             (2, 3, 8, 5, 5, 1, 2),
             (4, 1, 6, 3, 3, 2, 1),
-            (4, 1, 6, 3, 3, 1, 1),
+            (4, 1, 6, 3, 3, 1, 1),  # one channel: transposed columns
+            (3, 1, 5, 4, 5, 1, 2),
+            (3, 2, 8, 4, 3, 1, 1),  # 3x3, stride 1, padding 1, even size: Winograd
+            (9, 5, 6, 7, 3, 1, 1),  # several blocks per part, the last one short
         ]
         for bias in (True, False)
     ],
     "conv2d_backward": [
         Case(lambda r, g=g: _conv_grads(r, *g), images=(0, 2), outputs=(3, 4), rtol=1e-4, run=_conv_then_backward)
-        for g in [(3, 2, 7, 4, 3, 1, 1), (3, 2, 7, 4, 3, 2, 0), (2, 3, 8, 5, 5, 1, 2), (4, 1, 6, 3, 3, 2, 1)]
+        for g in [
+            (3, 2, 7, 4, 3, 1, 1),
+            (3, 2, 7, 4, 3, 2, 0),
+            (2, 3, 8, 5, 5, 1, 2),
+            (4, 1, 6, 3, 3, 2, 1),
+            (3, 2, 8, 4, 3, 1, 1),
+            (9, 5, 6, 7, 3, 1, 1),
+            (2, 1, 6, 3, 3, 1, 1),  # one channel with an input gradient (not a first layer)
+        ]
     ]
     + [  # without a bias (before batch norm)
         Case(
-            lambda r: _conv_grads(r, 3, 2, 7, 4, 3, 1, 1),
+            lambda r, g=g: _conv_grads(r, *g),
             images=(0, 2),
             outputs=(3,),
             rtol=1e-4,
             run=lambda ops, *a: _conv_then_backward(ops, *a, bias=False),
         )
+        for g in [(3, 2, 7, 4, 3, 1, 1), (3, 2, 8, 4, 3, 1, 1)]
     ]
     + [  # a first layer: one channel, no input gradient, with and without a bias
         Case(
-            lambda r: _conv_grads(r, 3, 1, 6, 4, 3, 1, 1),
+            lambda r, g=g: _conv_grads(r, *g),
             images=(0, 2),
             outputs=(3, 4) if bias else (3,),
+            rtol=1e-4,
             run=lambda ops, *a, bias=bias: _conv_then_backward(ops, *a, need_dx=False, bias=bias),
         )
         for bias in (True, False)
+        for g in [(3, 1, 6, 4, 3, 1, 1), (19, 1, 5, 3, 5, 1, 2)]
     ]
-    + [  # many channels, no input gradient; the columns cut out again; the backward twice on one forward
+    + [  # no input gradient; the columns (Winograd's transform) cut out again; the backward twice on one forward
         Case(
-            lambda r: _conv_grads(r, 2, 3, 8, 5, 5, 1, 2),
+            lambda r, g=g: _conv_grads(r, *g),
             images=(0, 2),
             outputs=(3, 4),
             rtol=1e-4,
             run=lambda ops, *a: _conv_then_backward(ops, *a, need_dx=False),
-        ),
+        )
+        for g in [(2, 3, 8, 5, 5, 1, 2), (3, 2, 8, 4, 3, 1, 1)]
+    ]
+    + [
         Case(
-            lambda r: _conv_grads(r, 3, 4, 7, 5, 3, 1, 1),
+            lambda r, g=g: _conv_grads(r, *g),
             images=(0, 2),
             outputs=(3, 4),
             rtol=1e-4,
             run=_without_kept_columns,
-        ),
+        )
+        for g in [(3, 4, 7, 5, 3, 1, 1), (5, 4, 8, 5, 3, 1, 1)]
+    ]
+    + [
         Case(
-            lambda r: _conv_grads(r, 3, 4, 7, 5, 3, 2, 1),
+            lambda r, g=g: _conv_grads(r, *g),
             images=(0, 2),
             outputs=(3, 4),
             rtol=1e-4,
             run=lambda ops, *a: _conv_then_backward(ops, *a, times=2),
-        ),
+        )
+        for g in [(3, 4, 7, 5, 3, 2, 1), (3, 4, 8, 5, 3, 1, 1)]
     ],
     "max_pool2d": [
         Case(lambda r, g=g: [_img(r, 2, 3, g[0], g[0]), g[1], g[2]], images=(0,), exact=True)
@@ -372,6 +470,26 @@ CASES: dict[str, list[Case]] = {
             ((1100, 5), True),
         ]
     ],
+    "batch_norm_relu": [
+        Case(
+            lambda r, g=g: [*_bn_args(r, g[0], len(g[0]) == 4), 0.1, 1e-5, g[1]],
+            images=(0,) if len(g[0]) == 4 else (),
+            outputs=(3, 4),
+            rtol=1e-4,
+            run=lambda ops, *a: ops.batch_norm_relu(*a, key="bnr")[0],
+        )
+        for g in [((4, 3, 5, 5), True), ((4, 3, 5, 5), False), ((9, 6), True), ((8, 3, 16, 16), True)]
+    ],
+    "batch_norm_relu_backward": [
+        Case(
+            lambda r, g=g: [*_bn_args(r, g[0], len(g[0]) == 4), _img(r, *g[0]), _zeros(g[0][1]), _zeros(g[0][1]), g[1]],
+            images=(0, 5) if len(g[0]) == 4 else (),
+            outputs=(3, 4, 6, 7),
+            rtol=1e-4,
+            run=_norm_relu_then_backward,
+        )
+        for g in [((4, 3, 5, 5), True), ((4, 3, 5, 5), False), ((9, 6), True), ((8, 3, 16, 16), True)]
+    ],
     "batch_norm_pool_relu": [
         Case(
             lambda r, g=g: [*_bn_args(r, g[0], True), 0.1, 1e-5, g[1], *g[2]],
@@ -409,16 +527,31 @@ CASES: dict[str, list[Case]] = {
     ],
 }
 
-IMPLEMENTATIONS = ["NumpyOps", "CupyOps (simulated GPU)", pytest.param("CupyOps (GPU)", marks=pytest.mark.gpu)]
+IMPLEMENTATIONS = [
+    "NumpyOps",
+    "NumpyOps on 2 threads",  # the compiled loops hold the cores, BLAS on one thread
+    "NumpyOps without cblas",  # where NumPy's BLAS has no usable cblas_sgemm: the np.matmul paths
+    "CupyOps (simulated GPU)",
+    pytest.param("CupyOps (GPU)", marks=pytest.mark.gpu),
+]
 
 
 @pytest.fixture(params=IMPLEMENTATIONS)
-def fast_backend(request):
-    if request.param == "NumpyOps":
-        return get_backend("cpu")
-    if request.param == "CupyOps (GPU)":
-        return request.getfixturevalue("real_gpu_backend")
-    return request.getfixturevalue("simulated_gpu_backend")
+def fast_backend(request, monkeypatch):
+    if request.param == "NumpyOps on 2 threads":
+        monkeypatch.setattr(NumpyOps, "PARALLEL_MIN", 0)  # small arrays too
+        monkeypatch.setattr(NumpyOps, "OPTIMIZER_PARALLEL_MIN", 0)
+        with owned_cores(2):
+            yield get_backend("cpu")
+        return
+    if request.param.startswith("NumpyOps"):
+        if request.param == "NumpyOps without cblas":
+            monkeypatch.setattr(blas, "sgemm", lambda: None)
+        yield get_backend("cpu")
+    elif request.param == "CupyOps (GPU)":
+        yield request.getfixturevalue("real_gpu_backend")
+    else:
+        yield request.getfixturevalue("simulated_gpu_backend")
 
 
 def _to_device(be: Any, value: Any) -> Any:
