@@ -11,9 +11,10 @@ or as the leading size of their per-part scratch) and run the parts on Numba's t
 that sets them itself cannot be cached). A part's work and the order in which per-part partial sums are added never
 depend on the thread count, so the results are bit for bit the same on 1 thread or several. The convolution kernels
 also take NumPy's ``cblas_sgemm`` (``blas.sgemm()``) as an argument (not a global, so that Numba can cache them) and
-call it, single-threaded, from each part. Inside a part, a flat loop runs over a slice from index 0: an index loop
-from a computed start does not vectorise (Numba cannot prove the index non-negative), and a data-dependent branch in
-it then cost 50x.
+call it, single-threaded, from each part; in ``fmnist bench``'s profiled pass they also time those calls with libc's
+clock, passed the same way (``clock``). Inside a part, a flat loop runs over a slice from index 0: an index loop from
+a computed start does not vectorise (Numba cannot prove the index non-negative), and a data-dependent branch in it
+then cost 50x.
 
 The optimizer loops store their state (momentum, moving averages) and the parameters flushed to zero below the
 smallest normal float32, as GPUs do with flush-to-zero. Without it, a parameter whose gradient stays 0 (a dead
@@ -25,6 +26,10 @@ flushes the parameters too; the state's difference to it is below 1.2e-38 in abs
 """
 
 from __future__ import annotations
+
+import ctypes
+import time
+from typing import Any
 
 import numpy as np
 
@@ -561,6 +566,64 @@ def relu_backward_sums(a, da, dz, sums):  # pragma: no cover - compiled
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 _F0, _F1 = np.float32(0.0), np.float32(1.0)
 
+# The kernels' own clock, for ``fmnist bench``'s profiled pass: a part cannot hand its GEMMs to a Python span (they
+# run between its data movement, on the loops' threads), so each kernel takes ``clock, timed, spent`` last and, only
+# where ``timed``, reads the clock around its sgemm calls and around the whole part: spent[part, 0] += seconds in
+# sgemm, spent[part, 1] += seconds the part ran (``NumpyOps`` turns the two into the GEMMs' share of the call).
+# Untimed (training) no clock is read: a branch on a flag per group of GEMMs. The clock is libc's clock_gettime
+# (vDSO: about 20 ns), passed as an argument like ``gemm``: a ctypes function in a global would be compiled in as an
+# address, which Numba's on-disk cache cannot load again (``ModuleNotFoundError: No module named '<dynamic>'``).
+_MONOTONIC = getattr(time, "CLOCK_MONOTONIC", 1)  # a plain int: compiled in as a constant (1 on Linux, 6 on macOS)
+_CLOCK_TYPE = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_void_p)  # int clock_gettime(id, timespec*)
+_clock: list[tuple[Any, bool]] = []  # (function, usable), looked up once
+
+
+def clock() -> tuple[Any, bool]:
+    """(the clock the convolution kernels take, whether it can time them): libc's ``clock_gettime`` where it is found
+    and reads what ``time.clock_gettime(CLOCK_MONOTONIC)`` does (Linux, macOS); elsewhere a do-nothing function of
+    the same signature (the kernels need an argument of that type) and False: the convolutions are not split."""
+    if not _clock:
+        _clock.append(_find_clock())
+    return _clock[0]
+
+
+def _find_clock() -> tuple[Any, bool]:
+    idle = _CLOCK_TYPE(lambda clock_id, stamp: 0)
+    try:
+        function = ctypes.CDLL(None).clock_gettime  # the process's own libc (dlopen(NULL))
+        function.restype, function.argtypes = ctypes.c_int, [ctypes.c_int, ctypes.c_void_p]
+        stamp = np.zeros(2, np.int64)  # struct timespec: 64-bit seconds and nanoseconds (LP64)
+        before = time.clock_gettime(_MONOTONIC)
+        status = function(_MONOTONIC, stamp.ctypes.data)
+        after = time.clock_gettime(_MONOTONIC)
+    except (AttributeError, OSError, TypeError):  # no libc or no clock_gettime here (Windows)
+        return idle, False
+    read = float(stamp[0]) + 1e-9 * float(stamp[1])
+    if status != 0 or not before - 1e-3 <= read <= after + 1e-3:  # another struct layout: not this clock
+        return idle, False
+    return function, True
+
+
+@_jit
+def _now(clock):  # pragma: no cover - compiled
+    """The monotonic clock in seconds (a float64 keeps nanoseconds for 100 days of uptime)."""
+    stamp = np.empty(2, np.int64)
+    clock(_MONOTONIC, stamp.ctypes.data)
+    return stamp[0] + 1e-9 * stamp[1]
+
+
+@_jit
+def _tick(clock, timed):  # pragma: no cover - compiled
+    """The clock where ``timed``, else 0 without reading it."""
+    return _now(clock) if timed else 0.0
+
+
+@_jit
+def _tock(clock, timed, start, spent, part, column):  # pragma: no cover - compiled
+    """spent[part, column] += the seconds since ``start`` (``_tick``), where ``timed``."""
+    if timed:
+        spent[part, column] += _now(clock) - start
+
 
 @_jit
 def _wino_input(x, image, v, row0, d):  # pragma: no cover - compiled
@@ -675,11 +738,12 @@ def _wino_input_adjoint(dv, row0, dx, image, e):  # pragma: no cover - compiled
 
 
 @_pjit
-def wino_forward(gemm, x, u, bias, y, v, keep, m, nb):  # pragma: no cover - compiled
+def wino_forward(gemm, x, u, bias, y, v, keep, m, nb, clock, timed, spent):  # pragma: no cover - compiled
     """y = conv3x3(x) + bias (stride 1, padding 1, even sizes; NHWC) by Winograd F(2x2, 3x3), per block of nb
     images: V per tile, then M[ξν] = V[ξν] U[ξν] (16 GEMMs (tiles, c) @ (c, o)), then y = Aᵀ M A. u (16, c, o)
     is the transformed weights; v (16, rows, c) gets every image's V from row 0 with ``keep`` (for the backward),
-    else it is scratch, part p's from row p·rb; m (PARTS, 16, rb, o) is scratch, rb ≥ nb·tiles."""
+    else it is scratch, part p's from row p·rb; m (PARTS, 16, rb, o) is scratch, rb ≥ nb·tiles. ``clock``,
+    ``timed``, ``spent``: the GEMMs' and the parts' seconds (see ``clock``)."""
     parts = m.shape[0]
     n, h, w, c = x.shape
     o = u.shape[2]
@@ -687,6 +751,7 @@ def wino_forward(gemm, x, u, bias, y, v, keep, m, nb):  # pragma: no cover - com
     rb = m.shape[2]
     blocks = (n + nb - 1) // nb
     for part in prange(parts):
+        begun = _tick(clock, timed)
         d = np.empty((4, 4, c), np.float32)
         s = np.empty((2, 4, o), np.float32)
         for block in range(part, blocks, parts):
@@ -694,19 +759,23 @@ def wino_forward(gemm, x, u, bias, y, v, keep, m, nb):  # pragma: no cover - com
             base = first * tiles if keep else part * rb
             for image in range(first, last):
                 _wino_input(x, image, v, base + (image - first) * tiles, d)
+            start = _tick(clock, timed)
             for xi in range(16):
                 gemm(_ROW_MAJOR, _NO_TRANS, _NO_TRANS, (last - first) * tiles, o, c, _F1, v[xi, base:].ctypes.data,
                      c, u[xi].ctypes.data, o, _F0, m[part, xi].ctypes.data, o)  # fmt: skip
+            _tock(clock, timed, start, spent, part, 0)
             for image in range(first, last):
                 _wino_output(m[part], (image - first) * tiles, bias, y, image, s)
+        _tock(clock, timed, begun, spent, part, 1)
 
 
 @_pjit
-def wino_backward(gemm, x, dy, u, v, keep, du, m, dv, dx, need_dx, sums, nb):  # pragma: no cover
+def wino_backward(gemm, x, dy, u, v, keep, du, m, dv, dx, need_dx, sums, nb, clock, timed, spent):
     """The backward of ``wino_forward``, per block: dM = A g Aᵀ per tile (and Σ dy into sums[part] for the bias),
     dU[part] = Σ over blocks of V[ξν]ᵀ dM[ξν] (16 GEMMs (c, tiles) @ (tiles, o)), and with ``need_dx``
     dV[ξν] = dM[ξν] U[ξν]ᵀ and dx = the input transform's adjoint of dV. Without ``keep`` V is computed again
-    from x, into v's part-p rows. du (PARTS, 16, c, o), sums (PARTS, o) float64; m, dv (PARTS, 16, rb, ·)."""
+    from x, into v's part-p rows. du (PARTS, 16, c, o), sums (PARTS, o) float64; m, dv (PARTS, 16, rb, ·);
+    ``clock``, ``timed``, ``spent`` as in ``wino_forward``."""
     parts = du.shape[0]
     n, h, w, o = dy.shape
     c = u.shape[1]
@@ -714,6 +783,7 @@ def wino_backward(gemm, x, dy, u, v, keep, du, m, dv, dx, need_dx, sums, nb):  #
     rb = m.shape[2]
     blocks = (n + nb - 1) // nb
     for part in prange(parts):
+        begun = _tick(clock, timed)
         d = np.empty((4, 4, c), np.float32)
         sums[part] = 0.0
         du[part] = 0.0
@@ -725,6 +795,7 @@ def wino_backward(gemm, x, dy, u, v, keep, du, m, dv, dx, need_dx, sums, nb):  #
                 _wino_output_adjoint(dy, image, m[part], (image - first) * tiles, sums[part])
                 if not keep:
                     _wino_input(x, image, v, base + (image - first) * tiles, d)
+            start = _tick(clock, timed)
             for xi in range(16):
                 gemm(_ROW_MAJOR, _TRANS, _NO_TRANS, c, o, rows, _F1, v[xi, base:].ctypes.data, c,
                      m[part, xi].ctypes.data, o, _F1, du[part, xi].ctypes.data, o)  # fmt: skip
@@ -732,8 +803,11 @@ def wino_backward(gemm, x, dy, u, v, keep, du, m, dv, dx, need_dx, sums, nb):  #
                 for xi in range(16):
                     gemm(_ROW_MAJOR, _NO_TRANS, _TRANS, rows, c, o, _F1, m[part, xi].ctypes.data, o,
                          u[xi].ctypes.data, o, _F0, dv[part, xi].ctypes.data, c)  # fmt: skip
+            _tock(clock, timed, start, spent, part, 0)
+            if need_dx:
                 for image in range(first, last):
                     _wino_input_adjoint(dv[part], (image - first) * tiles, dx, image, d)
+        _tock(clock, timed, begun, spent, part, 1)
 
 
 @_jit
@@ -812,68 +886,84 @@ def one_channel_columns(x, first, last, k, pad, cols):  # pragma: no cover - com
 
 
 @_pjit
-def one_channel_forward(gemm, x, wext, y, cols, k, pad, nb):  # pragma: no cover - compiled
+def one_channel_forward(gemm, x, wext, y, cols, k, pad, nb, clock, timed, spent):  # pragma: no cover - compiled
     """A one-channel, stride-1 convolution (a first layer) per block of nb images: y rows (pixels, o) =
-    colsᵀ @ wext, wext (k·k + 1, o) the taps and the bias; x (n, h, w); cols (PARTS, k·k + 1, ≥ nb·pixels)."""
+    colsᵀ @ wext, wext (k·k + 1, o) the taps and the bias; x (n, h, w); cols (PARTS, k·k + 1, ≥ nb·pixels);
+    ``clock``, ``timed``, ``spent`` as in ``wino_forward``."""
     parts = cols.shape[0]
     n = x.shape[0]
     o = wext.shape[1]
     pixels = y.shape[0] // n
     blocks = (n + nb - 1) // nb
     for part in prange(parts):
+        begun = _tick(clock, timed)
         for block in range(part, blocks, parts):
             first, last = block * nb, min(n, block * nb + nb)
             one_channel_columns(x, first, last, k, pad, cols[part])
+            start = _tick(clock, timed)
             gemm(_ROW_MAJOR, _TRANS, _NO_TRANS, (last - first) * pixels, o, k * k + 1, _F1, cols[part].ctypes.data,
                  cols.shape[2], wext.ctypes.data, o, _F0, y[first * pixels :].ctypes.data, o)  # fmt: skip
+            _tock(clock, timed, start, spent, part, 0)
+        _tock(clock, timed, begun, spent, part, 1)
 
 
 @_pjit
-def one_channel_backward(gemm, x, dy, dw, cols, k, pad, nb):  # pragma: no cover - compiled
+def one_channel_backward(gemm, x, dy, dw, cols, k, pad, nb, clock, timed, spent):  # pragma: no cover - compiled
     """dw[part] (k·k + 1, o) = Σ over the part's blocks of cols @ dy rows: the taps' weight gradient and, in the
-    last row, the bias gradient."""
+    last row, the bias gradient (``clock``, ``timed``, ``spent`` as in ``wino_forward``)."""
     parts = cols.shape[0]
     n = x.shape[0]
     o = dy.shape[1]
     pixels = dy.shape[0] // n
     blocks = (n + nb - 1) // nb
     for part in prange(parts):
+        begun = _tick(clock, timed)
         dw[part] = 0.0
         for block in range(part, blocks, parts):
             first, last = block * nb, min(n, block * nb + nb)
             one_channel_columns(x, first, last, k, pad, cols[part])
+            start = _tick(clock, timed)
             gemm(_ROW_MAJOR, _NO_TRANS, _NO_TRANS, k * k + 1, o, (last - first) * pixels, _F1, cols[part].ctypes.data,
                  cols.shape[2], dy[first * pixels :].ctypes.data, o, _F1, dw[part].ctypes.data, o)  # fmt: skip
+            _tock(clock, timed, start, spent, part, 0)
+        _tock(clock, timed, begun, spent, part, 1)
 
 
 @_pjit
-def direct_forward(gemm, x, wm, y, cols, k, stride, pad, oh, ow, nb):  # pragma: no cover - compiled
+def direct_forward(gemm, x, wm, y, cols, k, stride, pad, oh, ow, nb, clock, timed, spent):  # pragma: no cover
     """Any other convolution per block of nb images: im2col of the block, then one GEMM into y rows (pixels, o);
-    wm (k·k·c, o) in the columns' (i, j, c) order; cols (PARTS, ≥ nb·pixels, k·k·c)."""
+    wm (k·k·c, o) in the columns' (i, j, c) order; cols (PARTS, ≥ nb·pixels, k·k·c); ``clock``, ``timed``,
+    ``spent`` as in ``wino_forward``."""
     parts = cols.shape[0]
     n = x.shape[0]
     kc, o = wm.shape
     pixels = oh * ow
     blocks = (n + nb - 1) // nb
     for part in prange(parts):
+        begun = _tick(clock, timed)
         for block in range(part, blocks, parts):
             first, last = block * nb, min(n, block * nb + nb)
             for image in range(first, last):
                 _im2col_image(x, image, k, stride, pad, oh, ow, cols[part], (image - first) * pixels)
+            start = _tick(clock, timed)
             gemm(_ROW_MAJOR, _NO_TRANS, _NO_TRANS, (last - first) * pixels, o, kc, _F1, cols[part].ctypes.data, kc,
                  wm.ctypes.data, o, _F0, y[first * pixels :].ctypes.data, o)  # fmt: skip
+            _tock(clock, timed, start, spent, part, 0)
+        _tock(clock, timed, begun, spent, part, 1)
 
 
 @_pjit
-def direct_backward(gemm, x, wm, dy, dw, cols, dx, need_dx, sums, k, stride, pad, oh, ow, nb):
+def direct_backward(gemm, x, wm, dy, dw, cols, dx, need_dx, sums, k, stride, pad, oh, ow, nb, clock, timed, spent):
     """The backward of ``direct_forward``: dw[part] = Σ colsᵀ dy over the part's blocks, sums[part] = Σ dy (the
-    bias), and with ``need_dx`` the column gradients dy wmᵀ (into the columns' scratch) folded back into dx."""
+    bias), and with ``need_dx`` the column gradients dy wmᵀ (into the columns' scratch) folded back into dx;
+    ``clock``, ``timed``, ``spent`` as in ``wino_forward``."""
     parts = cols.shape[0]
     n = x.shape[0]
     kc, o = wm.shape
     pixels = oh * ow
     blocks = (n + nb - 1) // nb
     for part in prange(parts):
+        begun = _tick(clock, timed)
         dw[part] = 0.0
         sums[part] = 0.0
         col = cols[part]
@@ -885,13 +975,17 @@ def direct_backward(gemm, x, wm, dy, dw, cols, dx, need_dx, sums, k, stride, pad
             for r in range(first * pixels, last * pixels):
                 for c in range(o):
                     sums[part, c] += dy[r, c]
+            start = _tick(clock, timed)
             gemm(_ROW_MAJOR, _TRANS, _NO_TRANS, kc, o, rows, _F1, col.ctypes.data, kc, dy[first * pixels :].ctypes.data,
                  o, _F1, dw[part].ctypes.data, o)  # fmt: skip
             if need_dx:
                 gemm(_ROW_MAJOR, _NO_TRANS, _TRANS, rows, kc, o, _F1, dy[first * pixels :].ctypes.data, o,
                      wm.ctypes.data, o, _F0, col.ctypes.data, kc)  # fmt: skip
+            _tock(clock, timed, start, spent, part, 0)
+            if need_dx:
                 for image in range(first, last):
                     _col2im_image(col, (image - first) * pixels, k, stride, pad, oh, ow, dx, image)
+        _tock(clock, timed, begun, spent, part, 1)
 
 
 @_pjit

@@ -12,7 +12,8 @@ Where the speed comes from (the README's "Performance" section has the measureme
   buffer, the counter-based noise, dropout, augmentation, batch norm with its pooling and ReLU;
 - convolutions as kernels that own the cores: where NumPy's own ``cblas_sgemm`` is found (``blas``), BLAS runs on
   one thread and each core runs the whole pipeline on its blocks of images (Winograd F(2x2, 3x3) for 3x3 layers,
-  transposed columns for a first layer, im2col per block otherwise), calling the single-threaded GEMM itself.
+  transposed columns for a first layer, im2col per block otherwise), calling the single-threaded GEMM itself
+  (and timing it in ``fmnist bench``'s profiled pass, so that the bench tells GEMMs from data movement: ``_owned``).
   While the loops hold the cores this way (``fmnist.backend.threads``), the large products of linear layers, the
   batch-norm loops and Adam are split over the cores too, in fixed parts: the results are the same bits on any
   number of threads. Otherwise the loops run on one thread, so that they never compete with OpenBLAS's threads.
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import math
+import time
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -36,6 +38,7 @@ from fmnist.backend import _numba_loops as loops
 from fmnist.backend import blas
 from fmnist.backend.buffered_ops import BufferedOps
 from fmnist.backend.ops import AdamStep, Key, MomentumStep, RmspropStep, SgdStep, draw_key
+from fmnist.backend.profile import credit, profiling, span
 from fmnist.backend.threads import loops_hold_cores, own_cores
 
 
@@ -94,6 +97,31 @@ class NumpyOps(BufferedOps):
     def _fall_back(self, err: Exception) -> None:
         self._owned_failed = True
         warnings.warn(f"fmnist: convolution kernels unavailable ({err}); using NumPy's matmul", stacklevel=3)
+
+    def _owned(self, kernel: Callable[..., None], *args: Any) -> None:
+        """``kernel(*args, clock, timed, spent)``: an owned convolution kernel. While a profiler is active
+        (``fmnist bench``'s profiled pass) the kernel times its sgemm calls and each of its parts (``loops.clock``),
+        and the GEMMs' share of the call's wall time is credited to ``conv_gemm``; the rest of the convolution
+        method then counts as its data movement (``conv_data``). Untimed, the kernel reads no clock.
+
+        The parts run side by side on the loops' threads, so their seconds add up to more than the call's: the
+        GEMMs' wall time is taken as the call's wall time times Σ GEMM seconds / Σ part seconds. Where the parts are
+        balanced over the threads that is Σ GEMM seconds / threads; unlike that, it needs no count of the threads
+        that really ran, and holds with more parts than threads, parts of unequal size or a core taken by
+        another process (each stretches a part's GEMMs and its data movement alike). The approximation: the
+        threads' start and join, and a thread's wait for the slowest, are shared out in the same ratio."""
+        clock, usable = loops.clock()
+        spent = self.workspace("conv_seconds", "conv", (loops.PARTS, 2), np.float64)
+        if not usable or not profiling():
+            kernel(*args, clock, False, spent)
+            return
+        spent[...] = 0.0
+        start = time.perf_counter()
+        kernel(*args, clock, True, spent)
+        wall = time.perf_counter() - start
+        gemm, busy = (float(s) for s in spent.sum(axis=0))
+        if busy > 0:
+            credit("conv_gemm", wall * min(1.0, gemm / busy))
 
     # --- random numbers and data -------------------------------------------------------------------------------
 
@@ -326,14 +354,14 @@ class NumpyOps(BufferedOps):
             extended[k * k] = bias if bias is not None else 0.0
             nb = min(n, self.FIRST_BLOCK)
             cols = self.workspace("conv_cols1", "conv", (loops.PARTS, k * k + 1, nb * oh * ow))
-            loops.one_channel_forward(gemm, x.reshape(x.shape[:3]), extended, rows, cols, k, padding, nb)
+            self._owned(loops.one_channel_forward, gemm, x.reshape(x.shape[:3]), extended, rows, cols, k, padding, nb)
             return y, ("first", x)
         if self._winograd(x, weight, stride, padding):
             return y, self._winograd_forward(gemm, x, weight, bias, y, key)
         nb = max(1, min(n, self.DIRECT_BLOCK_BYTES // (4 * oh * ow * columns)))
         cols = self.workspace("conv_cols", "conv", (loops.PARTS, nb * oh * ow, columns))
         args = (cols, k, stride, padding, oh, ow, nb)
-        loops.direct_forward(gemm, x, self._weight_matrix(weight, key), rows, *args)
+        self._owned(loops.direct_forward, gemm, x, self._weight_matrix(weight, key), rows, *args)
         if bias is not None:
             rows += bias
         return y, ("direct", x)
@@ -357,7 +385,7 @@ class NumpyOps(BufferedOps):
         v = self.workspace("wino_v", key if keep else "conv", v_shape)
         if bias is None:
             bias = self.workspace("zero_bias", "conv", (out_c,))  # zeros, never written
-        loops.wino_forward(gemm, x, u, bias, y, v, keep, m, nb)
+        self._owned(loops.wino_forward, gemm, x, u, bias, y, v, keep, m, nb)
         return ("winograd", x, v if keep else None)
 
     def _owned_conv2d_backward(self, gemm: Any, dy: Any, saved: Any, weight: Any, weight_grad: Any, bias_grad: Any,
@@ -372,7 +400,7 @@ class NumpyOps(BufferedOps):
             nb = min(n, self.FIRST_BLOCK)
             cols = self.workspace("conv_cols1", "conv", (loops.PARTS, k * k + 1, nb * oh * ow))
             parts = self.workspace("conv_dw1", key, (loops.PARTS, k * k + 1, out_c))
-            loops.one_channel_backward(gemm, x.reshape(x.shape[:3]), dy_rows, parts, cols, k, padding, nb)
+            self._owned(loops.one_channel_backward, gemm, x.reshape(x.shape[:3]), dy_rows, parts, cols, k, padding, nb)
             total = parts.sum(axis=0)
             np.copyto(weight_grad, total[: k * k].T.reshape(weight_grad.shape))
             if bias_grad is not None:
@@ -386,14 +414,14 @@ class NumpyOps(BufferedOps):
             loops.wino_weights(weight, u)
             du = self.workspace("wino_du", key, (loops.PARTS, 16, c, out_c))
             dv = self.workspace("wino_dv", "conv", (loops.PARTS, 16, _skewed(nb * tiles, c), c))
-            loops.wino_backward(gemm, x, dy, u, v, keep, du, m, dv, dx, need_dx, sums, nb)
+            self._owned(loops.wino_backward, gemm, x, dy, u, v, keep, du, m, dv, dx, need_dx, sums, nb)
             loops.wino_weight_grad(du, weight_grad)
         else:
             nb = max(1, min(n, self.DIRECT_BLOCK_BYTES // (4 * oh * ow * columns)))
             cols = self.workspace("conv_cols", "conv", (loops.PARTS, nb * oh * ow, columns))
             parts = self.workspace("conv_dw", key, (loops.PARTS, columns, out_c))
             args = (parts, cols, dx, need_dx, sums, k, stride, padding, oh, ow, nb)
-            loops.direct_backward(gemm, x, self._weight_matrix(weight, key), dy_rows, *args)
+            self._owned(loops.direct_backward, gemm, x, self._weight_matrix(weight, key), dy_rows, *args)
             np.copyto(weight_grad, parts.sum(axis=0).reshape(k, k, c, out_c).transpose(3, 2, 0, 1))
         if bias_grad is not None:
             bias_grad[...] = sums.sum(axis=0)
@@ -423,7 +451,9 @@ class NumpyOps(BufferedOps):
             extended = self.workspace("conv_w1", key, (k * k + 1, out_c))
             extended[: k * k] = wmat
             extended[k * k] = bias if bias is not None else 0.0
-            np.matmul(self._one_channel_columns(x, k, padding, key).T, extended, out=y.reshape(-1, out_c))
+            cols = self._one_channel_columns(x, k, padding, key)
+            with span("conv_gemm"):
+                np.matmul(cols.T, extended, out=y.reshape(-1, out_c))
             return y, ("im2col", x)
         rows, pixels = y.reshape(-1, out_c), oh * ow
         col = self.workspace("col", "conv", (chunk * pixels, columns))
@@ -431,7 +461,8 @@ class NumpyOps(BufferedOps):
             last = min(first + chunk, n)
             part = col[: (last - first) * pixels]
             loops.im2col(x[first:last], k, stride, padding, oh, ow, part)
-            np.matmul(part, wmat, out=rows[first * pixels : last * pixels])
+            with span("conv_gemm"):
+                np.matmul(part, wmat, out=rows[first * pixels : last * pixels])
         if bias is not None:
             rows += bias
         return y, ("im2col", x)  # the columns are cut out again in the backward, per chunk: cheaper than keeping all
@@ -442,7 +473,9 @@ class NumpyOps(BufferedOps):
         pixels, dy_rows = oh * ow, dy.reshape(-1, out_c)
         if c == 1 and stride == 1 and not need_dx:  # the first layer: one product gives dW and db
             dwmat = self.workspace("conv_dw1", key, (columns + 1, out_c))
-            np.matmul(self._one_channel_columns(x, k, padding, key), dy_rows, out=dwmat)
+            cols = self._one_channel_columns(x, k, padding, key)
+            with span("conv_gemm"):
+                np.matmul(cols, dy_rows, out=dwmat)
             np.copyto(weight_grad, dwmat[:columns].reshape(k, k, c, out_c).transpose(3, 2, 0, 1))
             if bias_grad is not None:
                 bias_grad[...] = dwmat[columns]
@@ -460,11 +493,13 @@ class NumpyOps(BufferedOps):
             last = min(first + chunk, n)
             part, grad = col[: (last - first) * pixels], dy_rows[first * pixels : last * pixels]
             loops.im2col(x[first:last], k, stride, padding, oh, ow, part)
-            np.matmul(part.T, grad, out=dwmat if first == 0 else partial)
+            with span("conv_gemm"):
+                np.matmul(part.T, grad, out=dwmat if first == 0 else partial)
             if first:
                 dwmat += partial
             if need_dx:
-                np.matmul(grad, wmat.T, out=part)  # the column gradients, in the columns' buffer
+                with span("conv_gemm"):
+                    np.matmul(grad, wmat.T, out=part)  # the column gradients, in the columns' buffer
                 loops.col2im(part, k, stride, padding, oh, ow, dx[first:last])
         np.copyto(weight_grad, dwmat.reshape(k, k, c, out_c).transpose(3, 2, 0, 1))
         return dx

@@ -10,7 +10,7 @@ from fmnist.backend.profile import SPANS
 # The categories, in the order the table shows them, with their column heading and meaning.
 CATEGORIES: dict[str, tuple[str, str]] = {
     "conv_gemm": ("conv GEMM", "the convolutions' matrix products"),
-    "conv_data": ("conv data", "the rest of the convolutions: padding, im2col, col2im, layout changes"),
+    "conv_data": ("conv data", "the rest of the convolutions: padding, im2col, col2im, Winograd transforms, layouts"),
     "conv": ("conv", "whole convolution calls, where the device's Ops does not mark its GEMMs (conv_gemm)"),
     "gemm": ("GEMM", "the dense layers' matrix products (with their bias terms)"),
     "elementwise": ("elem", "activations, batch norm, pooling, dropout, the loss and its gradient"),
@@ -48,8 +48,9 @@ def category(name: str) -> str:
 def summarize(seconds: dict[str, float], calls: dict[str, int], steps: int) -> dict[str, Any]:
     """A profiled pass of ``steps`` steps as milliseconds per step: the whole step, each category (they add up to
     the step) and each span name with its calls per step. ``conv_split`` says whether the convolutions' GEMMs were
-    told from their data movement: where the device's ``Ops`` opens ``conv_gemm`` spans, the rest of its
-    convolution calls counts as ``conv_data``; where it does not, whole calls count as ``conv``."""
+    told from their data movement: where the device's ``Ops`` opens ``conv_gemm`` spans or credits time to it (the
+    CPU's kernels time their own GEMMs), the rest of its convolution calls counts as ``conv_data``; where it does
+    not, whole calls count as ``conv``."""
     per_step = {name: 1000.0 * s / steps for name, s in seconds.items()}
     categories = dict.fromkeys(CATEGORIES, 0.0)
     for name, ms in per_step.items():

@@ -93,11 +93,11 @@ def legend(results: list[Any]) -> list[str]:
     profiles = [r.profile for r in results if r.implementation == "fmnist" and r.profile]
     columns = _columns(profiles)
     words = {
-        "conv_gemm": "conv GEMM: convolutions' GEMMs",
-        "conv_data": "conv data: the rest of them (im2col, col2im, layouts)"
+        "conv_gemm": "conv GEMM: convolutions' GEMMs (timed apart)",
+        "conv_data": "conv data: the rest of them (im2col, col2im, Winograd transforms, layouts)"
         if "conv_gemm" in columns
         else "conv data: layout changes",
-        "conv": "conv: whole convolution calls (GEMMs not marked apart yet)",
+        "conv": "conv: whole convolution calls (this device's Ops does not time its GEMMs apart)",
         "gemm": "GEMM: dense layers",
         "elementwise": "elem: activations, batch norm, pooling, dropout, loss",
         "optimizer": "optim: the update",
