@@ -21,7 +21,7 @@ def bench(
     device: Annotated[str, typer.Option("--device", help="cpu, gpu, or all (every available device).")] = "all",
     model: Annotated[str | None, typer.Option("--model", help="mlp or cnn (default: the preset's, else mlp).")] = None,
     preset: Annotated[
-        str | None, typer.Option("--preset", help="A preset's network and recipe (best, cnn-best); options win.")
+        str | None, typer.Option("--preset", help="A preset's network and recipe (e.g. cnn-best); options win.")
     ] = None,
     batch_sizes: Annotated[
         str | None,

@@ -462,7 +462,7 @@ def test_resume_is_exact_with_dropout_and_augmentation(tmp_path):
         (["--clip-grad-norm", "0"], "--clip-grad-norm must be > 0"),
         (["--augment-shift", "20"], "--augment-shift must be in 0..8"),
         (["--lr-schedule", "step", "--lr-gamma", "0"], "--lr-gamma must be in (0, 1]"),
-        (["--preset", "fastest"], "unknown preset 'fastest'; valid: best, cnn-best"),
+        (["--preset", "fastest"], "unknown preset 'fastest'; valid: best, cnn-best, cnn-long"),
     ],
 )
 def test_bad_regularisation_options_exit_2(tmp_path, args, message):
