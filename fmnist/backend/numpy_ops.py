@@ -166,7 +166,10 @@ class NumpyOps(BufferedOps):
     # --- affine layers: while the compiled loops hold the cores (BLAS on one thread: a CNN's step), a large
     # product is split into parts by rows, one single-threaded GEMM per part on each core
 
-    SPLIT_GEMM = 2**23  # multiply-adds from which a product is split (the CNN's 3136 -> 128 layer: 51M at batch 128)
+    # Multiply-adds from which a product is split (the CNN's 3136 -> 128 layer: 51M at batch 128). Smaller products
+    # stay on one thread: waking the second costs more than it brings, e.g. the default MLP's first layer at batch
+    # 64 (784 -> 256, 12.8M) made `fmnist train` 20-25% slower when split.
+    SPLIT_GEMM = 2**25
 
     def _product(self, a: Any, b: Any, out: Any, trans_a: bool = False, trans_b: bool = False) -> Any:
         """out = op(a) op(b) (op: transposed where asked), split over the parts where that pays."""

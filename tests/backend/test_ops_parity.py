@@ -541,6 +541,7 @@ def fast_backend(request, monkeypatch):
     if request.param == "NumpyOps on 2 threads":
         monkeypatch.setattr(NumpyOps, "PARALLEL_MIN", 0)  # small arrays too
         monkeypatch.setattr(NumpyOps, "OPTIMIZER_PARALLEL_MIN", 0)
+        monkeypatch.setattr(NumpyOps, "SPLIT_GEMM", 2**20)  # the (256, 300, 128) products are split in parts
         with owned_cores(2):
             yield get_backend("cpu")
         return

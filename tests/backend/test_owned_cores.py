@@ -17,9 +17,11 @@ pytestmark = pytest.mark.skipif(blas.sgemm() is None, reason=f"no cblas_sgemm he
 
 @pytest.fixture(autouse=True)
 def every_loop_on_the_threads(monkeypatch):
-    """Small arrays too: elementwise loops run on one thread below ``PARALLEL_MIN`` elements."""
+    """Small arrays too: elementwise loops run on one thread below ``PARALLEL_MIN`` elements, Adam below
+    ``OPTIMIZER_PARALLEL_MIN`` parameters, dense products below ``SPLIT_GEMM`` multiply-adds."""
     monkeypatch.setattr(NumpyOps, "PARALLEL_MIN", 0)
     monkeypatch.setattr(NumpyOps, "OPTIMIZER_PARALLEL_MIN", 0)
+    monkeypatch.setattr(NumpyOps, "SPLIT_GEMM", 2**12)  # small dense products are split in parts too
 
 
 def _img(*shape: int, seed: int = 0) -> np.ndarray:
