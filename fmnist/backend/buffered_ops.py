@@ -34,9 +34,12 @@ class BufferedOps(Ops):
 
     # --- affine layer and activations ------------------------------------------------------------------------
 
+    def _product(self, a: Any, b: Any, out: Any, trans_a: bool = False, trans_b: bool = False) -> Any:
+        """out = op(a) op(b), op transposing where asked: the affine layers' GEMMs (a device may split them)."""
+        return self.xp.matmul(a.T if trans_a else a, b.T if trans_b else b, out=out)
+
     def linear(self, x: Any, weight: Any, bias: Any, key: Key = None) -> Any:
-        out = self.workspace("out", key, (int(x.shape[0]), int(weight.shape[1])))
-        self.xp.matmul(x, weight, out=out)
+        out = self._product(x, weight, self.workspace("out", key, (int(x.shape[0]), int(weight.shape[1]))))
         if bias is not None:
             out += bias
         return out
@@ -44,13 +47,12 @@ class BufferedOps(Ops):
     def linear_backward(
         self, x: Any, weight: Any, dz: Any, weight_grad: Any, bias_grad: Any, need_dx: bool = True, key: Key = None
     ) -> Any:
-        xp = self.xp
-        xp.matmul(x.T, dz, out=weight_grad)
+        self._product(x, dz, weight_grad, trans_a=True)
         if bias_grad is not None:
-            xp.sum(dz, axis=0, out=bias_grad)
+            self.xp.sum(dz, axis=0, out=bias_grad)
         if not need_dx:
             return None
-        return xp.matmul(dz, weight.T, out=self.workspace("grad", key, tuple(x.shape)))
+        return self._product(dz, weight, self.workspace("grad", key, tuple(x.shape)), trans_b=True)
 
     def sigmoid_backward(self, a: Any, da: Any, key: Key = None) -> Any:
         xp = self.xp

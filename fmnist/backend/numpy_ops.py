@@ -184,22 +184,6 @@ class NumpyOps(BufferedOps):
         loops.gemm_rows(gemm, loops.PARTS, a, b, out, trans_a, trans_b)
         return out
 
-    def linear(self, x: Any, weight: Any, bias: Any, key: Key = None) -> Any:
-        out = self._product(x, weight, self.workspace("out", key, (int(x.shape[0]), int(weight.shape[1]))))
-        if bias is not None:
-            out += bias
-        return out
-
-    def linear_backward(
-        self, x: Any, weight: Any, dz: Any, weight_grad: Any, bias_grad: Any, need_dx: bool = True, key: Key = None
-    ) -> Any:
-        self._product(x, dz, weight_grad, trans_a=True)
-        if bias_grad is not None:
-            np.sum(dz, axis=0, out=bias_grad)
-        if not need_dx:
-            return None
-        return self._product(dz, weight, self.workspace("grad", key, tuple(x.shape)), trans_b=True)
-
     @compiled
     def linear_relu(self, x: Any, weight: Any, bias: Any, key: Key = None) -> Any:
         if bias is None:
